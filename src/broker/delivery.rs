@@ -1,0 +1,342 @@
+//! Delivery to one subscriber endpoint: its bounded queue, and the thread that
+//! owns one persistent connection to the endpoint and sends it, in order, what
+//! the queue holds (PROTOCOL.md section 2).
+//!
+//! A slow or dead endpoint only ever holds its own thread: publishers wait at
+//! most `enqueue_wait` for room, then drop the oldest message. This module
+//! never touches the topic table; it asks the registry to drop an endpoint.
+
+use crate::broker::registry::Registry;
+use crate::http::Response;
+use crate::net::{self, Connection};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Most queued items written in one go before their answers are read.
+const BATCH_MAX: usize = 64;
+
+/// How delivery behaves; see [`crate::broker::Config`] for the meanings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) queue_capacity: usize,
+    pub(crate) enqueue_wait: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) liveness: Option<Duration>,
+}
+
+/// One thing to send to an endpoint.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    /// A `POST /msg` with this JSON body, shared by every subscriber.
+    Message(Arc<[u8]>),
+    /// A `POST /hb` answering the subscriber's own heartbeat.
+    Heartbeat,
+}
+
+/// Why an endpoint was dropped; logged once per endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// The TCP connection could not be made.
+    ConnectFailed(String),
+    /// No answer within the delivery timeout.
+    TimedOut,
+    /// The connection broke.
+    Io(String),
+    /// The endpoint answered something other than 2xx.
+    Refused(u16),
+    /// The endpoint's answer was not HTTP.
+    BadResponse(String),
+    /// No delivery and no heartbeat for the liveness timeout.
+    Idle,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            DropReason::TimedOut => f.write_str("delivery timed out"),
+            DropReason::Io(e) => write!(f, "connection broke: {e}"),
+            DropReason::Refused(status) => write!(f, "answered {status}"),
+            DropReason::BadResponse(e) => write!(f, "bad response: {e}"),
+            DropReason::Idle => {
+                f.write_str("no delivery and no heartbeat within the liveness timeout")
+            }
+        }
+    }
+}
+
+struct State {
+    queue: VecDeque<Item>,
+    closed: bool,
+    last_alive: Instant,
+    /// Set once a publisher gave up waiting for room; cleared when the queue
+    /// drains. While set, publishers drop without waiting.
+    stalled: bool,
+}
+
+/// A subscriber endpoint's queue, shared by publishers and its thread.
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    state: Mutex<State>,
+    wake: Condvar,
+    room: Condvar,
+}
+
+/// What became of an enqueued item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    Queued,
+    /// Queued, after dropping the oldest message to make room.
+    DroppedOldest,
+    /// Not queued: the endpoint is gone.
+    Closed,
+}
+
+impl Endpoint {
+    pub(crate) fn new(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                closed: false,
+                last_alive: Instant::now(),
+                stalled: false,
+            }),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take every publisher down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item`, waiting up to `settings.enqueue_wait` for room.
+    pub(crate) fn enqueue(&self, item: Item, settings: &Settings) -> Enqueued {
+        let mut state = self.lock();
+        let deadline = Instant::now() + settings.enqueue_wait;
+        while !state.closed && state.queue.len() >= settings.queue_capacity && !state.stalled {
+            if matches!(item, Item::Heartbeat) {
+                return Enqueued::Queued; // a full queue is answer enough
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                state.stalled = true;
+                break;
+            }
+            state = self
+                .room
+                .wait_timeout(state, left)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if state.closed {
+            return Enqueued::Closed;
+        }
+        let mut outcome = Enqueued::Queued;
+        if state.queue.len() >= settings.queue_capacity {
+            let oldest = state
+                .queue
+                .iter()
+                .position(|i| matches!(i, Item::Message(_)));
+            if let Some(at) = oldest {
+                state.queue.remove(at);
+                outcome = Enqueued::DroppedOldest;
+            }
+        }
+        state.queue.push_back(item);
+        self.wake.notify_one();
+        outcome
+    }
+
+    /// Records a sign of life (a subscription or a delivered item).
+    pub(crate) fn touch(&self) {
+        self.lock().last_alive = Instant::now();
+    }
+
+    /// Whether the endpoint has shown no sign of life for `liveness`.
+    pub(crate) fn is_idle(&self, liveness: Duration) -> bool {
+        self.lock().last_alive.elapsed() >= liveness
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Stops the endpoint and frees its queue; waiting publishers return.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.queue = VecDeque::new();
+        self.wake.notify_all();
+        self.room.notify_all();
+    }
+
+    /// Waits for the next items to send. `None`: closed, or idle past the
+    /// liveness deadline with nothing queued.
+    fn next_batch(&self, batch: &mut Vec<Item>, liveness: Option<Duration>) -> Option<()> {
+        let mut state = self.lock();
+        while state.queue.is_empty() && !state.closed {
+            match liveness {
+                None => state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(limit) => {
+                    let left = (state.last_alive + limit).saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    state = self
+                        .wake
+                        .wait_timeout(state, left)
+                        .map(|(s, _)| s)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            }
+        }
+        if state.closed {
+            return None;
+        }
+        let n = state.queue.len().min(BATCH_MAX);
+        batch.extend(state.queue.drain(..n));
+        if state.queue.is_empty() {
+            state.stalled = false;
+        }
+        self.room.notify_all();
+        Some(())
+    }
+}
+
+/// The endpoint's thread: sends batches until the endpoint is closed or dead.
+pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>, settings: Settings) {
+    let mut conn = None;
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    loop {
+        if endpoint.next_batch(&mut batch, settings.liveness).is_none() {
+            if endpoint.is_closed() {
+                return;
+            }
+            if registry.expire(&endpoint) {
+                return;
+            }
+            continue;
+        }
+        if let Err(reason) = send_batch(&mut conn, endpoint.addr, &batch, settings.timeout) {
+            registry.remove(&endpoint, &reason);
+            return;
+        }
+        endpoint.touch();
+        batch.clear();
+    }
+}
+
+/// A failed exchange: how many items were answered before it, and why.
+struct Failure {
+    acked: usize,
+    reason: DropReason,
+    /// Nothing came back at all, as when the peer had closed the idle
+    /// connection just before we wrote: worth one retry on a fresh one.
+    silent: bool,
+}
+
+fn send_batch(
+    conn: &mut Option<Connection>,
+    addr: SocketAddr,
+    batch: &[Item],
+    timeout: Duration,
+) -> Result<(), DropReason> {
+    let mut done = 0;
+    let mut retried = false;
+    while done < batch.len() {
+        let reused = matches!(conn.as_ref(), Some(c) if !c.is_stale());
+        let c = match conn {
+            Some(c) if reused => c,
+            _ => conn.insert(
+                Connection::connect(addr, timeout)
+                    .map_err(|e| DropReason::ConnectFailed(e.to_string()))?,
+            ),
+        };
+        match exchange(c, &batch[done..]) {
+            Ok((acked, keep_alive)) => {
+                done += acked;
+                if !keep_alive {
+                    *conn = None;
+                }
+            }
+            Err(failure) => {
+                *conn = None;
+                done += failure.acked;
+                if !(failure.silent && reused && !retried) {
+                    return Err(failure.reason);
+                }
+                retried = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `items` in one go, then reads their answers in order. Stops early
+/// (returning how many were answered) if the endpoint asks to close.
+fn exchange(conn: &mut Connection, items: &[Item]) -> Result<(usize, bool), Failure> {
+    let io = |acked, e: std::io::Error| Failure {
+        acked,
+        silent: acked == 0,
+        reason: reason_for_io(&e),
+    };
+    for item in items {
+        let sent = match item {
+            Item::Message(body) => conn.send("/msg", Some("application/json"), body),
+            Item::Heartbeat => conn.send("/hb", None, b""),
+        };
+        sent.map_err(|e| io(0, e))?;
+    }
+    conn.flush().map_err(|e| io(0, e))?;
+    let limits = net::response_limits();
+    for (i, _) in items.iter().enumerate() {
+        let response: Response = conn.read_response(&limits).map_err(|e| Failure {
+            acked: i,
+            silent: i == 0 && is_silent_close(&e),
+            reason: match e {
+                crate::http::HttpError::Io(io) => reason_for_io(&io),
+                crate::http::HttpError::UnexpectedEof => {
+                    DropReason::Io("closed before answering".into())
+                }
+                other => DropReason::BadResponse(other.to_string()),
+            },
+        })?;
+        if !(200..300).contains(&response.status) {
+            return Err(Failure {
+                acked: i,
+                silent: false,
+                reason: DropReason::Refused(response.status),
+            });
+        }
+        if !response.keep_alive {
+            return Ok((i + 1, false));
+        }
+    }
+    Ok((items.len(), true))
+}
+
+/// The peer closed without a byte of answer: it had likely closed the idle
+/// connection before it saw our request.
+fn is_silent_close(e: &crate::http::HttpError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    match e {
+        crate::http::HttpError::UnexpectedEof => true,
+        crate::http::HttpError::Io(io) => {
+            matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+        }
+        _ => false,
+    }
+}
+
+fn reason_for_io(e: &std::io::Error) -> DropReason {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => DropReason::TimedOut,
+        _ => DropReason::Io(e.to_string()),
+    }
+}

@@ -1,0 +1,296 @@
+//! The broker: accepts connections, routes requests, keeps the subscription
+//! registry and delivers messages (PROTOCOL.md sections 1 to 4).
+//!
+//! - `conn`: one thread per accepted connection, reading requests in order.
+//! - `route`: what a request means, or its error status (pure).
+//! - `registry`: topics to endpoints, endpoints to their delivery handles.
+//! - `delivery`: one thread and one bounded queue per subscriber endpoint.
+//!
+//! ```no_run
+//! use message_broker::broker::{Broker, Config};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let broker = Broker::bind(Config::default())?; // port 9999, all interfaces
+//! eprintln!("listening on {}", broker.local_addr());
+//! broker.run() // serves until stopped
+//! # }
+//! ```
+
+mod conn;
+mod delivery;
+mod registry;
+mod route;
+
+use crate::http::Limits;
+use crate::log;
+use registry::Registry;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// The port the broker listens on unless told otherwise, as the Go broker.
+pub const DEFAULT_PORT: u16 = 9999;
+
+/// Stack size of connection threads: requests are parsed without recursion
+/// and buffered on the heap.
+const CONNECTION_STACK: usize = 256 * 1024;
+
+/// How the broker runs. `Config::default()` is what `broker` with no flags uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on. Default `0.0.0.0` (all IPv4 interfaces); `::`
+    /// listens on IPv6 (and, where the system allows, IPv4 too).
+    pub bind: IpAddr,
+    /// Port to listen on; 0 takes a free one. Default 9999.
+    pub port: u16,
+    /// Request size limits; the payload limit defaults to 1 MiB.
+    pub limits: Limits,
+    /// A keep-alive connection idle this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// A subscriber with no successful delivery and no heartbeat for this long
+    /// is dropped; `None` never drops an idle subscriber. Default 10 s.
+    pub liveness_timeout: Option<Duration>,
+    /// Longest wait for one delivery (connect, write, answer). Default 5 s.
+    pub delivery_timeout: Duration,
+    /// Messages queued per subscriber before the oldest is dropped. Default 1024.
+    pub queue_capacity: usize,
+    /// How long a publish waits for room in a full subscriber queue before
+    /// dropping that subscriber's oldest message. Default 50 ms.
+    pub enqueue_wait: Duration,
+    /// Connections served at once; past it a new connection gets 503 and is
+    /// closed, while open ones keep working. Default 1024.
+    pub max_connections: usize,
+    /// What the broker logs on stderr. Default info: start, stop, dropped
+    /// subscribers; nothing per message.
+    pub log_level: log::Level,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: DEFAULT_PORT,
+            limits: Limits::default(),
+            idle_timeout: Duration::from_secs(60),
+            liveness_timeout: Some(Duration::from_secs(10)),
+            delivery_timeout: Duration::from_secs(5),
+            queue_capacity: 1024,
+            enqueue_wait: Duration::from_millis(50),
+            max_connections: 1024,
+            log_level: log::Level::Info,
+        }
+    }
+}
+
+/// What every connection thread shares.
+struct Shared {
+    config: Config,
+    registry: Arc<Registry>,
+    stopping: AtomicBool,
+    /// Connections being served now.
+    open: AtomicUsize,
+}
+
+/// A bound broker, ready to serve.
+pub struct Broker {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Broker {
+    /// Binds the listening socket.
+    ///
+    /// # Errors
+    /// The address cannot be bound (for example, the port is in use).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use message_broker::broker::{Broker, Config};
+    /// let broker = Broker::bind(Config { port: 0, ..Config::default() })?;
+    /// println!("{}", broker.local_addr());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind(config: Config) -> io::Result<Broker> {
+        log::set_level(config.log_level);
+        let listener = TcpListener::bind((config.bind, config.port))?;
+        let local_addr = listener.local_addr()?;
+        let settings = delivery::Settings {
+            queue_capacity: config.queue_capacity.max(1),
+            enqueue_wait: config.enqueue_wait,
+            timeout: config.delivery_timeout,
+            liveness: config.liveness_timeout,
+        };
+        let shared = Arc::new(Shared {
+            registry: Registry::new(settings),
+            config,
+            stopping: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+        });
+        Ok(Broker {
+            listener,
+            local_addr,
+            shared,
+        })
+    }
+
+    /// The address the broker listens on (with the real port if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops this broker from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            shared: self.shared.clone(),
+            wake: wake_addr(self.local_addr),
+        }
+    }
+
+    /// Serves until [`Stopper::stop`] is called.
+    ///
+    /// # Errors
+    /// Never for a peer's fault; only if the listener itself fails for good.
+    pub fn run(self) -> io::Result<()> {
+        log::info!(
+            "listening on {} (message-broker {})",
+            self.local_addr,
+            env!("CARGO_PKG_VERSION")
+        );
+        for stream in self.listener.incoming() {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match stream {
+                Ok(stream) => self.start_connection(stream),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // rather than spin, and keep serving the connections we have.
+                    log::warning!("accept failed: {e}");
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        self.shared.registry.close_all();
+        log::info!("stopped");
+        Ok(())
+    }
+
+    /// Serves on a thread of its own.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn spawn(self) -> io::Result<Running> {
+        let stopper = self.stopper();
+        let local_addr = self.local_addr;
+        let thread = thread::Builder::new()
+            .name("broker accept".into())
+            .spawn(move || self.run())?;
+        Ok(Running {
+            stopper,
+            local_addr,
+            thread: Some(thread),
+        })
+    }
+
+    fn start_connection(&self, stream: TcpStream) {
+        let Ok(peer) = stream.peer_addr() else {
+            return; // the peer is already gone
+        };
+        let open = self.shared.open.fetch_add(1, Ordering::SeqCst);
+        if open >= self.shared.config.max_connections {
+            self.shared.open.fetch_sub(1, Ordering::SeqCst);
+            log::debug!("connection from {peer} refused: {open} connections open");
+            let mut stream = stream;
+            refuse(&mut stream, "broker busy: too many connections");
+            return;
+        }
+        let spare = stream.try_clone();
+        let shared = self.shared.clone();
+        let started = thread::Builder::new()
+            .name(format!("conn {peer}"))
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || {
+                conn::serve(stream, peer, &shared);
+                shared.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = started {
+            self.shared.open.fetch_sub(1, Ordering::SeqCst);
+            log::warning!("connection from {peer} refused: cannot start a thread: {e}");
+            if let Ok(mut stream) = spare {
+                refuse(&mut stream, "broker busy: no thread for this connection");
+            }
+        }
+    }
+}
+
+/// Answers 503 to a connection we will not serve, and closes it.
+fn refuse(stream: &mut TcpStream, reason: &str) {
+    // Bounded: a peer that does not read must not hold the accept loop.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(50)));
+    crate::server::refuse(stream, &crate::server::Reply::status(503, reason));
+}
+
+/// Stops a broker: it stops accepting, closes subscriber queues, and
+/// [`Broker::run`] returns.
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+    wake: SocketAddr,
+}
+
+impl Stopper {
+    /// Asks the broker to stop; returns at once.
+    pub fn stop(&self) {
+        if !self.shared.stopping.swap(true, Ordering::SeqCst) {
+            // accept() has no timeout: a connection of our own wakes it.
+            let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        }
+    }
+}
+
+/// The address that reaches a listener bound to `addr` from this host.
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// A broker serving on its own thread; dropping it stops the broker.
+pub struct Running {
+    stopper: Stopper,
+    local_addr: SocketAddr,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Running {
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the broker and waits for its accept loop to end; the port is
+    /// free when this returns.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stopper.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

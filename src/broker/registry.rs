@@ -1,0 +1,170 @@
+//! The subscription registry: which endpoints (IP and port) subscribe to which
+//! topics, and each endpoint's delivery handle.
+//!
+//! Lock order, everywhere: `topics`, then `endpoints`, then an endpoint's own
+//! queue. Locks are held only to look up or change the tables, never across
+//! I/O or while waiting for queue room.
+
+use crate::broker::delivery::{self, DropReason, Endpoint, Enqueued, Item, Settings};
+use crate::json;
+use crate::log;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+
+/// Stack size of delivery threads: they hold buffers on the heap, and 256 KiB
+/// lets a thousand of them fit in a small unikernel.
+pub(crate) const DELIVERY_STACK: usize = 256 * 1024;
+
+/// Topic to subscriber endpoints, and endpoint to its delivery handle.
+pub(crate) struct Registry {
+    topics: Mutex<HashMap<String, Vec<SocketAddr>>>,
+    endpoints: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
+    settings: Settings,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    pub(crate) fn new(settings: Settings) -> Arc<Registry> {
+        Arc::new(Registry {
+            topics: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
+            settings,
+        })
+    }
+
+    /// Subscribes `addr` to `topic`, starting the endpoint's delivery thread
+    /// if it is new. Subscribing the same pair twice keeps one subscription.
+    ///
+    /// # Errors
+    /// The delivery thread could not be started (thread budget exhausted).
+    pub(crate) fn subscribe(self: &Arc<Self>, topic: &str, addr: SocketAddr) -> io::Result<()> {
+        let mut topics = lock(&self.topics);
+        let mut endpoints = lock(&self.endpoints);
+        match endpoints.get(&addr) {
+            Some(endpoint) => endpoint.touch(),
+            None => {
+                let endpoint = Arc::new(Endpoint::new(addr));
+                let (ep, registry, settings) = (endpoint.clone(), self.clone(), self.settings);
+                thread::Builder::new()
+                    .name(format!("deliver {addr}"))
+                    .stack_size(DELIVERY_STACK)
+                    .spawn(move || delivery::run(ep, registry, settings))?;
+                endpoints.insert(addr, endpoint);
+                log::debug!("subscriber {addr} added");
+            }
+        }
+        let subscribers = topics.entry(topic.to_owned()).or_default();
+        if !subscribers.contains(&addr) {
+            subscribers.push(addr);
+        }
+        Ok(())
+    }
+
+    /// Queues `data` for every current subscriber of `topic`; returns how
+    /// many there were.
+    pub(crate) fn publish(&self, topic: &str, data: &str) -> usize {
+        let targets: Vec<Arc<Endpoint>> = {
+            let topics = lock(&self.topics);
+            let Some(addrs) = topics.get(topic) else {
+                return 0;
+            };
+            let endpoints = lock(&self.endpoints);
+            addrs
+                .iter()
+                .filter_map(|a| endpoints.get(a).cloned())
+                .collect()
+        };
+        if targets.is_empty() {
+            return 0;
+        }
+        let body: Arc<[u8]> = json::encode_object(&[("data", data), ("Topic", topic)])
+            .into_bytes()
+            .into();
+        for endpoint in &targets {
+            if endpoint.enqueue(Item::Message(body.clone()), &self.settings)
+                == Enqueued::DroppedOldest
+            {
+                log::debug!(
+                    "subscriber {}: queue full, dropped its oldest message",
+                    endpoint.addr
+                );
+            }
+        }
+        targets.len()
+    }
+
+    /// Answers a subscriber's heartbeat: queues a `POST /hb` to each endpoint
+    /// at `ip` (only the one at `port` if given). Returns how many.
+    pub(crate) fn heartbeat(&self, ip: IpAddr, port: Option<u16>) -> usize {
+        let targets: Vec<Arc<Endpoint>> = lock(&self.endpoints)
+            .values()
+            .filter(|e| e.addr.ip() == ip && port.is_none_or(|p| e.addr.port() == p))
+            .cloned()
+            .collect();
+        for endpoint in &targets {
+            endpoint.enqueue(Item::Heartbeat, &self.settings);
+        }
+        targets.len()
+    }
+
+    /// Drops a dead endpoint from every topic and frees its queue.
+    pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>, reason: &DropReason) {
+        let mut topics = lock(&self.topics);
+        let mut endpoints = lock(&self.endpoints);
+        Self::unlink(&mut topics, &mut endpoints, endpoint);
+        log::warning!("subscriber {} dropped: {reason}", endpoint.addr);
+    }
+
+    /// Drops `endpoint` if it is still idle past the liveness timeout, checked
+    /// under the locks so that a subscription arriving meanwhile keeps it.
+    pub(crate) fn expire(&self, endpoint: &Arc<Endpoint>) -> bool {
+        let Some(liveness) = self.settings.liveness else {
+            return false;
+        };
+        let mut topics = lock(&self.topics);
+        let mut endpoints = lock(&self.endpoints);
+        if !endpoint.is_idle(liveness) {
+            return false;
+        }
+        Self::unlink(&mut topics, &mut endpoints, endpoint);
+        log::info!("subscriber {} dropped: {}", endpoint.addr, DropReason::Idle);
+        true
+    }
+
+    fn unlink(
+        topics: &mut HashMap<String, Vec<SocketAddr>>,
+        endpoints: &mut HashMap<SocketAddr, Arc<Endpoint>>,
+        endpoint: &Arc<Endpoint>,
+    ) {
+        endpoint.close();
+        // A new endpoint may already sit at the same address: leave it be.
+        if !endpoints
+            .get(&endpoint.addr)
+            .is_some_and(|e| Arc::ptr_eq(e, endpoint))
+        {
+            return;
+        }
+        endpoints.remove(&endpoint.addr);
+        topics.retain(|_, addrs| {
+            addrs.retain(|a| *a != endpoint.addr);
+            !addrs.is_empty()
+        });
+    }
+
+    /// Stops every endpoint (broker shutdown).
+    pub(crate) fn close_all(&self) {
+        let mut topics = lock(&self.topics);
+        let mut endpoints = lock(&self.endpoints);
+        for endpoint in endpoints.values() {
+            endpoint.close();
+        }
+        endpoints.clear();
+        topics.clear();
+    }
+}

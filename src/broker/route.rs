@@ -1,0 +1,211 @@
+//! Turns one request (method, path, body) into what the broker must do, or
+//! into the error status PROTOCOL.md section 1 gives for it.
+//!
+//! Pure: no sockets, no registry, no locks.
+
+use crate::http::percent_decode;
+use crate::json::{self, Object, Value};
+use crate::topic;
+
+/// A valid broker request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// `POST /pub/{topic}`.
+    Publish { topic: String, data: String },
+    /// `POST /sub/{topic}`.
+    Subscribe { topic: String, port: u16 },
+    /// `POST /hb`, with the optional port extension.
+    Heartbeat { port: Option<u16> },
+}
+
+/// A request the broker refuses, with its status and a short reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reject {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+}
+
+impl Reject {
+    fn new(status: u16, reason: impl Into<String>) -> Reject {
+        Reject {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    fn bad(reason: impl Into<String>) -> Reject {
+        Reject::new(400, reason)
+    }
+}
+
+enum Endpoint {
+    Publish,
+    Subscribe,
+    Heartbeat,
+}
+
+/// Routes a request whose body has been read in full.
+///
+/// # Errors
+/// 404 for an unknown path, 405 for another method than POST on a known one,
+/// 400 for a bad topic or body.
+pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Reject> {
+    let (endpoint, raw_topic) = if let Some(rest) = path.strip_prefix("/pub/") {
+        (Endpoint::Publish, rest)
+    } else if let Some(rest) = path.strip_prefix("/sub/") {
+        (Endpoint::Subscribe, rest)
+    } else if path == "/hb" {
+        (Endpoint::Heartbeat, "")
+    } else {
+        return Err(Reject::new(404, "not found"));
+    };
+    if method != "POST" {
+        return Err(Reject::new(405, "method not allowed"));
+    }
+    match endpoint {
+        Endpoint::Publish => {
+            let topic = decode_topic(raw_topic)?;
+            let object = parse_body(body)?;
+            check_qos(&object)?;
+            let data = match object.get("data") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => return Err(Reject::bad("missing key \"data\"")),
+                Some(_) => return Err(Reject::bad("\"data\" must be a string")),
+            };
+            Ok(Action::Publish { topic, data })
+        }
+        Endpoint::Subscribe => {
+            let topic = decode_topic(raw_topic)?;
+            let object = parse_body(body)?;
+            check_qos(&object)?;
+            match port(&object)? {
+                Some(port) => Ok(Action::Subscribe { topic, port }),
+                None => Err(Reject::bad("missing key \"port\"")),
+            }
+        }
+        Endpoint::Heartbeat if body.iter().all(u8::is_ascii_whitespace) => {
+            Ok(Action::Heartbeat { port: None })
+        }
+        Endpoint::Heartbeat => Ok(Action::Heartbeat {
+            port: port(&parse_body(body)?)?,
+        }),
+    }
+}
+
+fn decode_topic(raw: &str) -> Result<String, Reject> {
+    let bytes = percent_decode(raw).map_err(|_| Reject::bad("bad percent-encoding in topic"))?;
+    let topic = String::from_utf8(bytes).map_err(|_| Reject::bad("topic is not valid UTF-8"))?;
+    topic::validate(&topic).map_err(Reject::bad)?;
+    Ok(topic)
+}
+
+fn parse_body(body: &[u8]) -> Result<Object, Reject> {
+    json::parse_object(body).map_err(|e| Reject::bad(e.to_string()))
+}
+
+/// `qos` may be missing or null; when present it must be an integer, as for
+/// the Go decoder's `int` field.
+fn check_qos(object: &Object) -> Result<(), Reject> {
+    match object.get("qos") {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) if v.as_i64().is_some() => Ok(()),
+        Some(_) => Err(Reject::bad("\"qos\" must be an integer")),
+    }
+}
+
+/// The `port` key: a JSON string (as the Go client sends it) or a number.
+fn port(object: &Object) -> Result<Option<u16>, Reject> {
+    let parsed = match object.get("port") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.parse::<u64>().ok(),
+        Some(v @ Value::Number(_)) => v.as_u64(),
+        Some(_) => return Err(Reject::bad("\"port\" must be a string or a number")),
+    };
+    match parsed {
+        Some(p @ 1..=65535) => Ok(Some(p as u16)),
+        _ => Err(Reject::bad("\"port\" must be from 1 to 65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Action, route};
+
+    fn publish(topic: &str, data: &str) -> Result<Action, u16> {
+        Ok(Action::Publish {
+            topic: topic.into(),
+            data: data.into(),
+        })
+    }
+
+    #[test]
+    fn table() {
+        let sub = |topic: &str, port| {
+            Ok(Action::Subscribe {
+                topic: topic.into(),
+                port,
+            })
+        };
+        let cases: &[(&str, &str, &str, Result<Action, u16>)] = &[
+            (
+                "POST",
+                "/pub/hello/world",
+                r#"{"data":"MyData","qos":0}"#,
+                publish("hello/world", "MyData"),
+            ),
+            ("POST", "/pub/a%20b", r#"{"data":""}"#, publish("a b", "")),
+            (
+                "POST",
+                "/pub/t",
+                r#"{"DATA":"x","qos":null}"#,
+                publish("t", "x"),
+            ),
+            (
+                "POST",
+                "/pub/t",
+                r#"{"data":"x","extra":[1,{"a":2}]}"#,
+                publish("t", "x"),
+            ),
+            ("POST", "/pub/t", r#"{"data":1}"#, Err(400)),
+            ("POST", "/pub/t", r#"{"qos":0}"#, Err(400)),
+            ("POST", "/pub/t", r#"{"data":"x","qos":"0"}"#, Err(400)),
+            ("POST", "/pub/t", r#"{"data":"x","qos":1.5}"#, Err(400)),
+            ("POST", "/pub/t", "not json", Err(400)),
+            ("POST", "/pub/t", "", Err(400)),
+            ("POST", "/pub/", r#"{"data":"x"}"#, Err(400)),
+            ("POST", "/pub/%zz", r#"{"data":"x"}"#, Err(400)),
+            ("POST", "/pub/%ff", r#"{"data":"x"}"#, Err(400)),
+            ("POST", "/pub/a%00b", r#"{"data":"x"}"#, Err(400)),
+            ("GET", "/pub/t", "", Err(405)),
+            ("POST", "/nope", "", Err(404)),
+            ("POST", "/pub", "", Err(404)),
+            (
+                "POST",
+                "/sub/t",
+                r#"{"qos":0,"port":"10000"}"#,
+                sub("t", 10000),
+            ),
+            ("POST", "/sub/t", r#"{"port":10001}"#, sub("t", 10001)),
+            ("POST", "/sub/t", r#"{"Port":"1"}"#, sub("t", 1)),
+            ("POST", "/sub/t", r#"{"port":"0"}"#, Err(400)),
+            ("POST", "/sub/t", r#"{"port":"65536"}"#, Err(400)),
+            ("POST", "/sub/t", r#"{"port":"-1"}"#, Err(400)),
+            ("POST", "/sub/t", r#"{"port":true}"#, Err(400)),
+            ("POST", "/sub/t", r#"{"qos":0}"#, Err(400)),
+            ("PUT", "/sub/t", "", Err(405)),
+            ("POST", "/hb", "", Ok(Action::Heartbeat { port: None })),
+            (
+                "POST",
+                "/hb",
+                r#"{"port":"10000"}"#,
+                Ok(Action::Heartbeat { port: Some(10000) }),
+            ),
+            ("POST", "/hb", "{", Err(400)),
+            ("GET", "/hb", "", Err(405)),
+        ];
+        for (method, path, body, want) in cases {
+            let got = route(method, path, body.as_bytes()).map_err(|r| r.status);
+            assert_eq!(&got, want, "{method} {path} {body}");
+        }
+    }
+}

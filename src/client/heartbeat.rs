@@ -1,0 +1,51 @@
+//! Liveness, client side (PROTOCOL.md section 3): once subscribed, send
+//! `POST /hb` every interval; when the broker has not called back for the
+//! re-subscribe timeout, send `/sub` again for every topic. This is how
+//! subscriptions survive a broker restart without the caller doing anything.
+
+use super::Inner;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How often the loop looks at the clock; the re-subscription happens at most
+/// this long after it is due.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Runs until `stop` is dropped (the client closes).
+pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
+    let mut next_beat = Instant::now() + inner.heartbeat_interval;
+    loop {
+        match stop.recv_timeout(TICK) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let topics = inner.topics();
+        if topics.is_empty() {
+            *inner.lock_broker_seen() = Instant::now();
+            continue;
+        }
+        if Instant::now() >= next_beat {
+            next_beat = Instant::now() + inner.heartbeat_interval;
+            if let Err(e) = inner.send_heartbeat() {
+                crate::log::debug!("client: heartbeat failed: {e}");
+            }
+        }
+        let silent_for = inner.lock_broker_seen().elapsed();
+        if silent_for >= inner.resubscribe_after {
+            resubscribe(&inner, &topics);
+        }
+    }
+}
+
+fn resubscribe(inner: &Inner, topics: &[String]) {
+    crate::log::info!("client: no word from the broker, subscribing again");
+    for topic in topics {
+        if let Err(e) = inner.send_subscribe(topic) {
+            crate::log::debug!("client: re-subscribing to {topic:?} failed: {e}");
+            return; // try again on a later tick
+        }
+    }
+    // Give the broker a full period to answer our heartbeats again.
+    *inner.lock_broker_seen() = Instant::now();
+}

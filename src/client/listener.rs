@@ -1,0 +1,145 @@
+//! The client's callback side: the listener the broker calls back on
+//! (`POST /msg`, `POST /hb`), and the dispatcher thread that runs the
+//! subscription callbacks, one message at a time, in arrival order.
+//!
+//! Owns the listening socket and the accepted connections. A callback that
+//! panics is reported and skipped; it never takes the client down.
+
+use super::{Inner, Message};
+use crate::http::{Limits, RequestHead};
+use crate::json;
+use crate::server::{self, Reply};
+use std::net::{TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Messages waiting for their callback; past this the listener stops reading
+/// and the broker's queue for us fills instead.
+pub(super) const DISPATCH_QUEUE: usize = 1024;
+
+/// Stack size of the listener's connection threads.
+const CONNECTION_STACK: usize = 256 * 1024;
+
+/// Accepts the broker's connections until the client closes.
+pub(super) fn accept_loop(listener: TcpListener, inner: Arc<Inner>, messages: SyncSender<Message>) {
+    for stream in listener.incoming() {
+        if inner.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else {
+            thread::sleep(Duration::from_millis(10)); // out of descriptors: back off
+            continue;
+        };
+        let id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(clone) = stream.try_clone() {
+            inner.lock_accepted().insert(id, clone);
+        }
+        let spare = stream.try_clone();
+        let (conn_inner, messages) = (inner.clone(), messages.clone());
+        let started = thread::Builder::new()
+            .name("client callback conn".into())
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || {
+                serve(stream, &conn_inner, &messages);
+                conn_inner.lock_accepted().remove(&id);
+            });
+        if started.is_err() {
+            inner.lock_accepted().remove(&id);
+            if let Ok(mut stream) = spare {
+                server::refuse(&mut stream, &Reply::status(503, "client busy"));
+            }
+        }
+    }
+}
+
+fn serve(stream: TcpStream, inner: &Inner, messages: &SyncSender<Message>) {
+    let settings = server::Settings {
+        limits: Limits {
+            // A delivery carries the broker's payload plus the topic and JSON
+            // quoting: allow for the broker's default limit, escaped.
+            max_body: 8 * 1024 * 1024,
+            ..Limits::default()
+        },
+        idle_timeout: Duration::from_secs(300),
+        write_timeout: inner.timeout,
+    };
+    let keep_going = || !inner.stopping.load(Ordering::Relaxed);
+    let mut handle = |head: &RequestHead, body: &[u8]| handle(head, body, inner, messages);
+    let _ = server::serve(stream, &settings, &keep_going, &mut handle);
+}
+
+fn handle(head: &RequestHead, body: &[u8], inner: &Inner, messages: &SyncSender<Message>) -> Reply {
+    let path = head.path();
+    if path != "/msg" && path != "/hb" {
+        return Reply::status(404, "not found");
+    }
+    if head.method != "POST" {
+        return Reply::status(405, "method not allowed");
+    }
+    // Anything from the broker shows it is alive and knows us.
+    *inner.lock_broker_seen() = Instant::now();
+    if path == "/hb" {
+        return Reply::accepted();
+    }
+    let message = match decode(body) {
+        Ok(message) => message,
+        Err(reason) => return Reply::status(400, reason),
+    };
+    match messages.send(message) {
+        Ok(()) => Reply::accepted(),
+        Err(_) => Reply::status(503, "client closing"),
+    }
+}
+
+/// Decodes `{"data":"…","Topic":"…"}`; keys match in any case, as in Go.
+fn decode(body: &[u8]) -> Result<Message, String> {
+    let object = json::parse_object(body).map_err(|e| e.to_string())?;
+    let field = |key: &str| match object.get(key) {
+        Some(json::Value::String(s)) => Ok(s.clone()),
+        _ => Err(format!("missing string key \"{key}\"")),
+    };
+    Ok(Message {
+        topic: field("topic")?,
+        data: field("data")?,
+    })
+}
+
+/// Runs callbacks for messages as they arrive, until the client closes.
+pub(super) fn dispatch_loop(inner: Arc<Inner>, messages: Receiver<Message>) {
+    loop {
+        let message = match messages.recv_timeout(Duration::from_millis(200)) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) if !inner.stopping.load(Ordering::SeqCst) => continue,
+            Err(_) => return,
+        };
+        let callback = inner.lock_callbacks().get(&message.topic).cloned();
+        let Some(callback) = callback else {
+            continue; // not (or no longer) subscribed: dropped, as the Go client does
+        };
+        let mut callback = callback.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = message.topic.clone();
+        if catch_unwind(AssertUnwindSafe(|| (*callback)(message))).is_err() {
+            crate::log::warning!("client: the callback for topic {topic:?} panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn decodes_go_and_lowercase_keys() {
+        let m = decode(br#"{"data":"x","Topic":"t"}"#).unwrap();
+        assert_eq!((m.topic.as_str(), m.data.as_str()), ("t", "x"));
+        let m = decode(br#"{"topic":"t2","DATA":"y"}"#).unwrap();
+        assert_eq!((m.topic.as_str(), m.data.as_str()), ("t2", "y"));
+        assert!(decode(br#"{"data":"x"}"#).is_err());
+        assert!(decode(br#"{"data":1,"topic":"t"}"#).is_err());
+        assert!(decode(b"nope").is_err());
+    }
+}

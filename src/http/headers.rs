@@ -1,0 +1,308 @@
+//! Header fields: the [`Headers`] collection and the bounded reading of a header section.
+//!
+//! **Owns:** parsing `name: value` lines, the header byte and count limits, and the
+//! case-insensitive lookups (including comma-separated token lists such as `Connection`).
+//!
+//! **Must never:** interpret what a header means for framing (that is `request.rs`), or accept
+//! a line a stricter parser would read differently (obsolete folding, whitespace before the
+//! colon, control characters in a value).
+
+use std::io::BufRead;
+
+use super::line::{Line, read_line};
+use super::{HttpError, Limits, is_token};
+
+/// Header fields in arrival order; names are compared ASCII-case-insensitively, values are
+/// trimmed of SP/HTAB.
+///
+/// # Examples
+///
+/// ```
+/// use message_broker::http::Headers;
+///
+/// let mut h = Headers::new();
+/// h.append("Connection", "keep-alive, Upgrade");
+/// h.append("X-Tag", "a");
+/// h.append("x-tag", "b");
+/// assert_eq!(h.get("CONNECTION"), Some("keep-alive, Upgrade"));
+/// assert!(h.has_token("connection", "upgrade"));
+/// assert_eq!(h.get_all("X-TAG").collect::<Vec<_>>(), ["a", "b"]);
+/// assert_eq!(h.len(), 3);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// An empty collection.
+    pub fn new() -> Headers {
+        Headers::default()
+    }
+
+    /// Adds a field at the end, keeping any earlier field of the same name. The value is trimmed
+    /// of SP/HTAB; neither name nor value is otherwise checked.
+    pub fn append(&mut self, name: &str, value: &str) {
+        let value = value.trim_matches([' ', '\t']);
+        self.fields.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The value of the first field called `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The values of every field called `name`, in arrival order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a field called `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every field as `(name, value)`, in arrival order, names as received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The number of fields (lines), counting repeated names separately.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Whether any field called `name` holds `token` in its comma-separated list, compared
+    /// ASCII-case-insensitively (`Connection: keep-alive, Upgrade` has `upgrade`).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.list(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+
+    /// The elements of the comma-separated lists of every field called `name`, trimmed, with
+    /// empty elements kept (so a caller can reject them).
+    pub(crate) fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim_matches([' ', '\t']))
+    }
+}
+
+/// Reads header lines up to and including the empty line that ends the section.
+///
+/// # Errors
+///
+/// [`HttpError::HeadersTooLarge`] over `limits.max_header_bytes` or `limits.max_headers`,
+/// [`HttpError::BadRequest`] for a malformed line, [`HttpError::UnexpectedEof`] if the reader
+/// ends first, [`HttpError::Io`] for transport errors.
+pub(crate) fn read_header_section<R: BufRead>(
+    r: &mut R,
+    limits: &Limits,
+) -> Result<Headers, HttpError> {
+    let mut headers = Headers::new();
+    let mut used = 0usize;
+    loop {
+        let remaining = limits.max_header_bytes.saturating_sub(used);
+        // Two extra bytes so that the CRLF ending the section always fits.
+        match read_line(r, remaining.saturating_add(2))? {
+            Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
+            Line::TooLong => return Err(HttpError::HeadersTooLarge),
+            Line::Complete { content, .. } if content.is_empty() => return Ok(headers),
+            Line::Complete { content, wire_len } => {
+                if wire_len > remaining || headers.len() >= limits.max_headers {
+                    return Err(HttpError::HeadersTooLarge);
+                }
+                used += wire_len;
+                let (name, value) = parse_field_line(&content)?;
+                headers.fields.push((name, value));
+            }
+        }
+    }
+}
+
+/// Parses `name ":" OWS value OWS` (RFC 9112 section 5).
+fn parse_field_line(line: &[u8]) -> Result<(String, String), HttpError> {
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Err(HttpError::BadRequest("obsolete line folding"));
+    }
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(HttpError::BadRequest("header line without colon"))?;
+    let (name, rest) = line.split_at(colon);
+    if matches!(name.last(), Some(b' ' | b'\t')) {
+        return Err(HttpError::BadRequest("whitespace before colon"));
+    }
+    if !is_token(name) {
+        return Err(HttpError::BadRequest("invalid header name"));
+    }
+    let value = trim_ows(rest.get(1..).unwrap_or_default());
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    {
+        return Err(HttpError::BadRequest("invalid header value"));
+    }
+    // Names are ASCII tokens; values may hold obs-text, kept as U+FFFD where not UTF-8.
+    Ok((
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(value).into_owned(),
+    ))
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &[u8], limits: &Limits) -> Result<Vec<(String, String)>, String> {
+        let mut r = input;
+        read_header_section(&mut r, limits)
+            .map(|h| h.fields)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn header_section_table() {
+        let l = Limits::default();
+        type Fields = &'static [(&'static str, &'static str)];
+        let cases: &[(&[u8], Result<Fields, &str>)] = &[
+            (b"\r\n", Ok(&[])),
+            (b"A: 1\r\nb:2\r\n\r\n", Ok(&[("A", "1"), ("b", "2")])),
+            (b"A: 1\nB: 2\n\n", Ok(&[("A", "1"), ("B", "2")])),
+            (b"A: \t spaced out \t\r\n\r\n", Ok(&[("A", "spaced out")])),
+            (b"Empty:\r\n\r\n", Ok(&[("Empty", "")])),
+            (b"A: x:y: z\r\n\r\n", Ok(&[("A", "x:y: z")])),
+            (
+                b"A: 1\r\n folded\r\n\r\n",
+                Err("BadRequest(\"obsolete line folding\")"),
+            ),
+            (
+                b"\tA: 1\r\n\r\n",
+                Err("BadRequest(\"obsolete line folding\")"),
+            ),
+            (
+                b"NoColon\r\n\r\n",
+                Err("BadRequest(\"header line without colon\")"),
+            ),
+            (
+                b"A : 1\r\n\r\n",
+                Err("BadRequest(\"whitespace before colon\")"),
+            ),
+            (
+                b"A\t: 1\r\n\r\n",
+                Err("BadRequest(\"whitespace before colon\")"),
+            ),
+            (b": 1\r\n\r\n", Err("BadRequest(\"invalid header name\")")),
+            (
+                b"A(b): 1\r\n\r\n",
+                Err("BadRequest(\"invalid header name\")"),
+            ),
+            (
+                b"A: x\0y\r\n\r\n",
+                Err("BadRequest(\"invalid header value\")"),
+            ),
+            (
+                b"A: x\x1by\r\n\r\n",
+                Err("BadRequest(\"invalid header value\")"),
+            ),
+            (
+                b"A: x\x7f\r\n\r\n",
+                Err("BadRequest(\"invalid header value\")"),
+            ),
+            (b"A: x\ry\r\n\r\n", Err("BadRequest(\"bare cr\")")),
+            (b"A: 1\r\n", Err("UnexpectedEof")),
+            (b"A: 1\r\n\r", Err("UnexpectedEof")),
+        ];
+        for (input, want) in cases {
+            let got = read(input, &l);
+            let want = want.map(pairs).map_err(str::to_string);
+            assert_eq!(got, want, "input {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn obs_text_value_is_kept_lossily() {
+        let got = read(b"A: caf\xe9\r\n\r\n", &Limits::default()).unwrap();
+        assert_eq!(got, pairs(&[("A", "caf\u{fffd}")]));
+    }
+
+    #[test]
+    fn header_bytes_limit_exact_and_plus_one() {
+        // "A: 123\r\n" is 8 bytes; two of them are 16.
+        let l = Limits {
+            max_header_bytes: 16,
+            ..Limits::default()
+        };
+        assert!(read(b"A: 123\r\nB: 456\r\n\r\n", &l).is_ok());
+        assert_eq!(
+            read(b"A: 123\r\nB: 4567\r\n\r\n", &l),
+            Err("HeadersTooLarge".into())
+        );
+        // A line with no end at all is cut off at the budget.
+        let long = [b'x'; 100];
+        assert_eq!(read(&long, &l), Err("HeadersTooLarge".into()));
+    }
+
+    #[test]
+    fn header_count_limit_exact_and_plus_one() {
+        let l = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        assert_eq!(
+            read(b"A: 1\r\nA: 2\r\nA: 3\r\n\r\n", &l).map(|v| v.len()),
+            Ok(3)
+        );
+        assert_eq!(
+            read(b"A: 1\r\nA: 2\r\nA: 3\r\nA: 4\r\n\r\n", &l),
+            Err("HeadersTooLarge".into())
+        );
+    }
+
+    #[test]
+    fn lookups() {
+        let mut h = Headers::new();
+        h.append("Transfer-Encoding", "gzip,  chunked");
+        h.append("connection", "keep-alive,,Upgrade");
+        assert!(h.has_token("CONNECTION", "upgrade"));
+        assert!(!h.has_token("connection", "close"));
+        assert!(!h.has_token("missing", "x"));
+        assert_eq!(
+            h.list("transfer-encoding").collect::<Vec<_>>(),
+            ["gzip", "chunked"]
+        );
+        assert!(h.contains("TRANSFER-ENCODING"));
+        assert_eq!(
+            h.iter().next(),
+            Some(("Transfer-Encoding", "gzip,  chunked"))
+        );
+        assert!(!h.is_empty());
+        assert!(Headers::new().is_empty());
+    }
+}

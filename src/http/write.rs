@@ -1,0 +1,320 @@
+//! Writing messages: complete responses (the broker) and complete requests (deliveries and the
+//! client library).
+//!
+//! **Owns:** the byte layout of what we send, reason phrases, and refusing to emit a header that
+//! could split the message (CR/LF in a value, a non-token name).
+//!
+//! **Must never:** flush or buffer on its own (the caller wraps the stream in a `BufWriter` and
+//! flushes once per message), or send a framing header the caller did not ask for twice.
+
+use std::io::{self, Write};
+
+use super::is_token;
+
+/// Writes a complete HTTP/1.1 response into `w`.
+///
+/// The head is the status line with [`reason_phrase`]`(status)`, then `Content-Length`,
+/// `Content-Type: text/plain; charset=utf-8` if `body` is non-empty and `extra_headers` has no
+/// `Content-Type`, `Connection: close` if `close`, then `extra_headers` in order. For 1xx and 204
+/// responses, which must not carry a body or a `Content-Length` (RFC 9110 section 8.6), neither
+/// is written. The caller buffers and flushes.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::InvalidInput`] (nothing written) if an extra header has a name that is not a
+/// token, a value with control characters other than HTAB, or is `Content-Length` /
+/// `Transfer-Encoding` (framing is this function's job), or if a 1xx/204 response has a body;
+/// otherwise any error of `w`.
+///
+/// # Examples
+///
+/// ```
+/// use message_broker::http::write_response;
+///
+/// let mut out = Vec::new();
+/// write_response(&mut out, 405, &[("Allow", "POST")], b"method not allowed", true)?;
+/// assert_eq!(
+///     String::from_utf8(out).unwrap(),
+///     "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 18\r\n\
+///      Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nAllow: POST\r\n\r\n\
+///      method not allowed"
+/// );
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_response<W: Write>(
+    w: &mut W,
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> io::Result<()> {
+    for &(name, value) in extra_headers {
+        check_header(name, value)?;
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            return Err(invalid("framing headers are written by write_response"));
+        }
+    }
+    let bodiless = (100..200).contains(&status) || status == 204;
+    if bodiless && !body.is_empty() {
+        return Err(invalid("1xx and 204 responses have no body"));
+    }
+    let mut head = Vec::with_capacity(128);
+    write!(head, "HTTP/1.1 {status} {}\r\n", reason_phrase(status))?;
+    if !bodiless {
+        write!(head, "Content-Length: {}\r\n", body.len())?;
+    }
+    let has_type = extra_headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if !body.is_empty() && !has_type {
+        head.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    if close {
+        head.extend_from_slice(b"Connection: close\r\n");
+    }
+    for (name, value) in extra_headers {
+        write!(head, "{name}: {value}\r\n")?;
+    }
+    head.extend_from_slice(b"\r\n");
+    w.write_all(&head)?;
+    w.write_all(body)
+}
+
+/// Writes a complete HTTP/1.1 request with `Host`, `Content-Length` (always, also 0) and
+/// `Content-Type` if given. The caller buffers and flushes.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::InvalidInput`] (nothing written) if `method` is not a token, `target` is
+/// empty or holds spaces or control characters, or `host` / `content_type` hold control
+/// characters; otherwise any error of `w`.
+///
+/// # Examples
+///
+/// ```
+/// use message_broker::http::write_request;
+///
+/// let mut out = Vec::new();
+/// write_request(&mut out, "POST", "/msg", "10.0.0.7:10000", Some("application/json"), b"{}")?;
+/// assert_eq!(
+///     out,
+///     b"POST /msg HTTP/1.1\r\nHost: 10.0.0.7:10000\r\nContent-Length: 2\r\n\
+///       Content-Type: application/json\r\n\r\n{}"
+/// );
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_request<W: Write>(
+    w: &mut W,
+    method: &str,
+    target: &str,
+    host: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> io::Result<()> {
+    if !is_token(method.as_bytes()) {
+        return Err(invalid("method is not a token"));
+    }
+    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("request target has spaces or control characters"));
+    }
+    check_header("Host", host)?;
+    let mut head = Vec::with_capacity(128);
+    write!(head, "{method} {target} HTTP/1.1\r\nHost: {host}\r\n")?;
+    write!(head, "Content-Length: {}\r\n", body.len())?;
+    if let Some(ct) = content_type {
+        check_header("Content-Type", ct)?;
+        write!(head, "Content-Type: {ct}\r\n")?;
+    }
+    head.extend_from_slice(b"\r\n");
+    w.write_all(&head)?;
+    w.write_all(body)
+}
+
+/// The reason phrase for `status`, or `""` for a code without one here.
+///
+/// # Examples
+///
+/// ```
+/// use message_broker::http::reason_phrase;
+///
+/// assert_eq!(reason_phrase(202), "Accepted");
+/// assert_eq!(reason_phrase(799), "");
+/// ```
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+fn check_header(name: &str, value: &str) -> io::Result<()> {
+    if !is_token(name.as_bytes()) {
+        return Err(invalid("header name is not a token"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    {
+        return Err(invalid("header value has control characters"));
+    }
+    Ok(())
+}
+
+fn invalid(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Limits, read_body, read_request_head, read_response};
+
+    fn response(status: u16, extra: &[(&str, &str)], body: &[u8], close: bool) -> String {
+        let mut out = Vec::new();
+        write_response(&mut out, status, extra, body, close).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn response_layout_table() {
+        let cases = [
+            (
+                response(202, &[], b"", false),
+                "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n",
+            ),
+            (
+                response(400, &[], b"bad", true),
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nContent-Type: text/plain; \
+                 charset=utf-8\r\nConnection: close\r\n\r\nbad",
+            ),
+            (
+                response(200, &[("content-type", "application/json")], b"{}", false),
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-type: application/json\r\n\r\n{}",
+            ),
+            (
+                response(100, &[], b"", false),
+                "HTTP/1.1 100 Continue\r\n\r\n",
+            ),
+            (
+                response(204, &[], b"", true),
+                "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+            ),
+            (
+                response(799, &[], b"", false),
+                "HTTP/1.1 799 \r\nContent-Length: 0\r\n\r\n",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn invalid_input_writes_nothing() {
+        type Extra = &'static [(&'static str, &'static str)];
+        let bad: &[(u16, Extra, &[u8])] = &[
+            (200, &[("X", "a\r\nInjected: 1")], b""),
+            (200, &[("Bad Name", "1")], b""),
+            (200, &[("Content-Length", "1")], b""),
+            (200, &[("transfer-encoding", "chunked")], b""),
+            (204, &[], b"body"),
+            (100, &[], b"body"),
+        ];
+        for (status, extra, body) in bad {
+            let mut out = Vec::new();
+            let err = write_response(&mut out, *status, extra, body, false).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(out.is_empty());
+        }
+        let mut out = Vec::new();
+        for (m, t, h, ct) in [
+            ("PO ST", "/", "h", None),
+            ("POST", "/a b", "h", None),
+            ("POST", "", "h", None),
+            ("POST", "/", "h\r\nX: 1", None),
+            ("POST", "/", "h", Some("a\nb")),
+        ] {
+            let err = write_request(&mut out, m, t, h, ct, b"").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn written_messages_parse_back() {
+        let l = Limits::default();
+        let mut out = Vec::new();
+        write_request(&mut out, "POST", "/pub/a%20b", "127.0.0.1:9999", None, b"").unwrap();
+        write_request(
+            &mut out,
+            "POST",
+            "/msg",
+            "h",
+            Some("application/json"),
+            b"{\"a\":1}",
+        )
+        .unwrap();
+        let mut r: &[u8] = &out;
+        let first = read_request_head(&mut r, &l).unwrap().unwrap();
+        assert_eq!(read_body(&mut r, first.framing, &l).unwrap(), b"");
+        assert_eq!(first.headers.get("host"), Some("127.0.0.1:9999"));
+        let second = read_request_head(&mut r, &l).unwrap().unwrap();
+        assert_eq!(second.headers.get("content-type"), Some("application/json"));
+        assert_eq!(read_body(&mut r, second.framing, &l).unwrap(), b"{\"a\":1}");
+        assert!(r.is_empty());
+
+        let mut out = Vec::new();
+        write_response(&mut out, 100, &[], b"", false).unwrap();
+        write_response(&mut out, 503, &[("Retry-After", "1")], b"overloaded", true).unwrap();
+        let resp = read_response(&mut &out[..], &l).unwrap();
+        assert_eq!(
+            (resp.status, resp.reason.as_str()),
+            (503, "Service Unavailable")
+        );
+        assert_eq!(
+            (resp.body.as_slice(), resp.keep_alive),
+            (&b"overloaded"[..], false)
+        );
+    }
+
+    #[test]
+    fn every_known_status_has_a_phrase() {
+        for s in [
+            100, 200, 202, 400, 401, 404, 405, 408, 413, 414, 417, 431, 500, 503, 505,
+        ] {
+            assert!(!reason_phrase(s).is_empty(), "{s}");
+        }
+        assert_eq!(reason_phrase(413), "Payload Too Large");
+        assert_eq!(reason_phrase(0), "");
+    }
+}

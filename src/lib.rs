@@ -1,0 +1,64 @@
+//! A small publish/subscribe broker, std only, wire-compatible with the Go
+//! "Message-Broker".
+//!
+//! Publishers `POST /pub/{topic}` a JSON body `{"data":"…"}` to the broker;
+//! subscribers `POST /sub/{topic}` with the port they listen on, and the broker
+//! calls them back with `POST /msg` and `{"data":"…","Topic":"…"}`. Everything is
+//! HTTP/1.1 with small JSON bodies, so `curl` is a complete client and a Go
+//! program using the Go original's client package works unchanged. The wire
+//! contract is `PROTOCOL.md` (summarised in the README).
+//!
+//! # Using it
+//!
+//! Run a broker in-process, subscribe with the [`client`], and publish:
+//!
+//! ```no_run
+//! use message_broker::broker::{Broker, Config};
+//! use message_broker::client::{Client, Message};
+//! use std::sync::mpsc;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let broker = Broker::bind(Config { port: 0, ..Config::default() })?;
+//! let addr = broker.local_addr();
+//! let _running = broker.spawn()?;
+//!
+//! let client = Client::builder(addr.to_string()).listen_port(0).build()?;
+//! let (tx, rx) = mpsc::channel();
+//! client.subscribe("hello/world", move |msg: Message| {
+//!     let _ = tx.send(msg);
+//! })?;
+//! client.publish("hello/world", "MyData")?;
+//! let msg = rx.recv_timeout(std::time::Duration::from_secs(5))?;
+//! assert_eq!(msg.data, "MyData");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Why threads and not async
+//!
+//! The broker uses one OS thread per connection and one per subscriber
+//! endpoint, blocking I/O and a mutex-protected registry. That keeps it std
+//! only, small enough to read in an afternoon, and predictable on the small
+//! machines and unikernels it targets; every read is bounded and every wait
+//! has a deadline, so a slow peer only ever holds its own thread.
+//!
+//! # Modules
+//!
+//! - [`http`]: the HTTP/1.1 reader and writer (pure: bytes in, values out).
+//! - [`json`]: the JSON decoder and encoder (pure).
+//! - [`broker`]: the server: connections, the subscription registry, delivery.
+//! - [`client`]: the embeddable client: publish, subscribe with a callback.
+//! - [`cli`]: the broker's command line.
+//! - [`log`]: leveled logging to stderr.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod http;
+pub mod json;
+pub mod log;
+mod net;
+mod server;
+mod topic;

@@ -1,0 +1,109 @@
+//! Outgoing HTTP/1.1 connections: the client's connection to the broker and
+//! the broker's connection to each subscriber endpoint.
+//!
+//! Owns a socket and its buffers, and keeps every wait inside a deadline. It
+//! never interprets what it carries: framing is [`crate::http`]'s job.
+
+use crate::http::{self, HttpError, Limits, Response};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Read side of a socket whose every read ends by a deadline.
+struct DeadlineReader {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+/// One persistent HTTP/1.1 connection to a peer.
+pub(crate) struct Connection {
+    reader: BufReader<DeadlineReader>,
+    writer: BufWriter<TcpStream>,
+    host: String,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects within `timeout`; later writes and each response read are
+    /// bounded by the same `timeout`.
+    pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Connection> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(timeout))?;
+        let reader = DeadlineReader {
+            stream: stream.try_clone()?,
+            deadline: Instant::now() + timeout,
+        };
+        Ok(Connection {
+            reader: BufReader::with_capacity(8 * 1024, reader),
+            writer: BufWriter::with_capacity(64 * 1024, stream),
+            host: addr.to_string(),
+            timeout,
+        })
+    }
+
+    /// Whether the peer has closed (or broken) this idle connection, so that a
+    /// request written now would be lost. Reads nothing that matters: an idle
+    /// HTTP connection has nothing to read.
+    pub(crate) fn is_stale(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let stream = &self.reader.get_ref().stream;
+        if stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        let stale =
+            !matches!(stream.peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        stale || stream.set_nonblocking(false).is_err()
+    }
+
+    /// Buffers one request; [`Connection::flush`] sends what is buffered.
+    pub(crate) fn send(
+        &mut self,
+        target: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> io::Result<()> {
+        http::write_request(
+            &mut self.writer,
+            "POST",
+            target,
+            &self.host,
+            content_type,
+            body,
+        )
+    }
+
+    /// Sends everything buffered.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+
+    /// Reads one response, which must arrive within the timeout from now.
+    pub(crate) fn read_response(&mut self, limits: &Limits) -> Result<Response, HttpError> {
+        self.reader.get_mut().deadline = Instant::now() + self.timeout;
+        http::read_response(&mut self.reader, limits)
+    }
+}
+
+/// Limits for reading a response: small, since answers here carry at most a
+/// short reason.
+pub(crate) fn response_limits() -> Limits {
+    Limits {
+        max_body: 64 * 1024,
+        ..Limits::default()
+    }
+}

@@ -1,0 +1,171 @@
+//! The request loop of one accepted HTTP/1.1 connection, shared by the broker
+//! and by the client's callback listener: reads requests in order (pipelined
+//! or not), hands each to a handler, writes the answers in order, and closes
+//! on `Connection: close`, a framing error, the idle timeout or the peer's
+//! close.
+//!
+//! Owns the socket of one peer; knows nothing of topics or subscribers.
+
+use crate::http::{self, BodyFraming, HttpError, Limits, RequestHead};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Read buffer per connection: a pipelined burst of small requests is parsed
+/// from one read.
+const READ_BUFFER: usize = 16 * 1024;
+/// Write buffer per connection: answers to a burst leave in one write.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// A handler's answer to one request.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    /// Short reason for an error status; empty for success.
+    pub(crate) text: String,
+    /// Close the connection after this answer.
+    pub(crate) close: bool,
+}
+
+impl Reply {
+    /// `202 Accepted` with an empty body.
+    pub(crate) fn accepted() -> Reply {
+        Reply::status(202, "")
+    }
+
+    pub(crate) fn status(status: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            text: text.into(),
+            close: false,
+        }
+    }
+}
+
+/// Timeouts and limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) limits: Limits,
+    /// Close a connection that sends nothing for this long.
+    pub(crate) idle_timeout: Duration,
+    /// Give up writing an answer after this long.
+    pub(crate) write_timeout: Duration,
+}
+
+/// Serves `stream` until it closes. `handle` gets each request head and its
+/// whole body; `keep_going` is asked before keeping a connection open.
+///
+/// # Errors
+/// Transport errors other than the idle timeout (for logging only).
+pub(crate) fn serve(
+    stream: TcpStream,
+    settings: &Settings,
+    keep_going: &dyn Fn() -> bool,
+    handle: &mut dyn FnMut(&RequestHead, &[u8]) -> Reply,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(settings.idle_timeout))?;
+    stream.set_write_timeout(Some(settings.write_timeout))?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stream.try_clone()?);
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, stream);
+    let limits = &settings.limits;
+    loop {
+        let head = match http::read_request_head(&mut reader, limits) {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(e) => return answer_error(&mut writer, e),
+        };
+        if head.expect_continue {
+            if matches!(head.framing, BodyFraming::Length(n) if n > limits.max_body) {
+                return answer_error(&mut writer, HttpError::PayloadTooLarge);
+            }
+            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            writer.flush()?;
+        }
+        let body = match http::read_body(&mut reader, head.framing, limits) {
+            Ok(body) => body,
+            Err(e) => return answer_error(&mut writer, e),
+        };
+        let reply = handle(&head, &body);
+        let close = reply.close || !head.keep_alive || !keep_going();
+        // HTTP/1.0 peers close unless told the connection stays.
+        let keep_10 = !close && head.version == http::Version::Http10;
+        write_reply(&mut writer, &reply, close, keep_10)?;
+        if close {
+            break;
+        }
+        // Answers to pipelined requests leave together once the burst is read.
+        if reader.buffer().is_empty() {
+            writer.flush()?;
+        }
+    }
+    writer.flush()
+}
+
+/// How long [`refuse`] reads what the peer sent before closing.
+const REFUSE_LINGER: Duration = Duration::from_millis(50);
+
+/// Writes `reply` to a connection we will not serve, then closes it.
+///
+/// Closing a socket with unread input makes the kernel send a reset, which
+/// can destroy the answer before the peer reads it; so the peer's request is
+/// read (and discarded) for a moment first.
+pub(crate) fn refuse(stream: &mut TcpStream, reply: &Reply) {
+    let mut out = Vec::new();
+    if write_reply(&mut out, reply, true, false).is_err() || stream.write_all(&out).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = std::time::Instant::now() + REFUSE_LINGER;
+    let mut sink = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match io::Read::read(stream, &mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn write_reply(
+    writer: &mut impl Write,
+    reply: &Reply,
+    close: bool,
+    keep_alive_10: bool,
+) -> io::Result<()> {
+    let allow: &[(&str, &str)] = if reply.status == 405 {
+        &[("Allow", "POST")]
+    } else if keep_alive_10 {
+        &[("Connection", "keep-alive")]
+    } else {
+        &[]
+    };
+    let body = if reply.text.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", reply.text)
+    };
+    http::write_response(writer, reply.status, allow, body.as_bytes(), close)
+}
+
+/// Sends the status for a framing error, then ends the connection.
+fn answer_error(writer: &mut BufWriter<TcpStream>, e: HttpError) -> io::Result<()> {
+    if let Some(status) = e.status() {
+        write_reply(writer, &Reply::status(status, e.to_string()), true, false)?;
+        writer.flush()?;
+    }
+    match e {
+        HttpError::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(())
+        }
+        HttpError::Io(io) => Err(io),
+        _ => Ok(()),
+    }
+}

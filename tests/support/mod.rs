@@ -1,0 +1,356 @@
+//! Shared helpers for the integration tests: a real broker process on a free
+//! port, raw HTTP over TCP, and a subscriber played by a raw listener.
+//! Every wait here has a deadline.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A `broker` process listening on 127.0.0.1; killed when dropped.
+pub struct BrokerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl BrokerProcess {
+    /// Starts `broker --bind 127.0.0.1 -p 0` plus `extra` flags.
+    pub fn start(extra: &[&str]) -> BrokerProcess {
+        Self::start_on(0, extra)
+    }
+
+    /// Starts the broker on a given port (0: a free one).
+    pub fn start_on(port: u16, extra: &[&str]) -> BrokerProcess {
+        let port = port.to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
+            .args(["--bind", "127.0.0.1", "-p", &port])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start broker");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(WAIT) {
+            Ok(addr) => addr.parse().expect("address in the ready line"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("broker did not get ready: {:?}", log.lock().unwrap());
+            }
+        };
+        BrokerProcess { child, addr, log }
+    }
+
+    /// Kills the process and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The stderr lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let found = wait_until(WAIT, || self.log().into_iter().find(|l| l.contains(needle)));
+        found.unwrap_or_else(|| panic!("no log line with {needle:?} in {:?}", self.log()))
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or `limit` passes.
+pub fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A connection with read and write deadlines.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to broker");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+/// One parsed HTTP response (a minimal parser of the test's own, so the
+/// broker is judged by something other than its own code).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response with a Content-Length body (all the broker sends).
+pub fn read_resp(reader: &mut impl BufRead) -> Option<Resp> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (n, v) = h.split_once(':')?;
+        headers.push((n.to_owned(), v.trim().to_owned()));
+    }
+    let mut resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let len: usize = resp
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    resp.body = vec![0; len];
+    reader.read_exact(&mut resp.body).ok()?;
+    Some(resp)
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> Resp {
+    let mut stream = connect(addr);
+    stream.write_all(request).unwrap();
+    read_resp(&mut BufReader::new(stream)).expect("a response")
+}
+
+/// Whether the server closed `reader`'s connection (EOF within the deadline).
+pub fn closed_by_peer(reader: &mut BufReader<TcpStream>) -> bool {
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
+}
+
+/// `POST path` with a JSON body on a new connection.
+pub fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, request.as_bytes())
+}
+
+/// Subscribes `port` (at 127.0.0.1) to `topic`; panics unless 202.
+pub fn subscribe(broker: SocketAddr, topic: &str, port: u16) {
+    let resp = post(
+        broker,
+        &format!("/sub/{topic}"),
+        &format!("{{\"qos\":0,\"port\":\"{port}\"}}"),
+    );
+    assert_eq!(resp.status, 202, "subscribe: {}", resp.text());
+}
+
+/// Publishes `data` to `topic`; panics unless 202.
+pub fn publish(broker: SocketAddr, topic: &str, data: &str) {
+    let resp = post(
+        broker,
+        &format!("/pub/{topic}"),
+        &format!("{{\"data\":\"{data}\",\"qos\":0}}"),
+    );
+    assert_eq!(resp.status, 202, "publish: {}", resp.text());
+}
+
+/// A request the broker sent to a [`RawSubscriber`].
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub request_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Delivered {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A subscriber played by a raw TCP listener: it answers every request 202
+/// and reports it. Only `POST /msg` requests are reported by `recv_msg`.
+pub struct RawSubscriber {
+    pub port: u16,
+    rx: Receiver<Delivered>,
+    listener_addr: SocketAddr,
+}
+
+impl RawSubscriber {
+    pub fn start() -> RawSubscriber {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener_addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let tx = tx.clone();
+                thread::spawn(move || serve_raw(stream, tx));
+            }
+        });
+        RawSubscriber {
+            port: listener_addr.port(),
+            rx,
+            listener_addr,
+        }
+    }
+
+    /// The next `POST /msg` delivered, skipping heartbeats.
+    pub fn recv_msg(&self) -> Delivered {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let d = self
+                .rx
+                .recv_timeout(left)
+                .expect("a delivery within the deadline");
+            if d.request_line.starts_with("POST /msg ") {
+                return d;
+            }
+        }
+    }
+
+    /// The next request of any kind.
+    pub fn recv_any(&self) -> Delivered {
+        self.rx
+            .recv_timeout(WAIT)
+            .expect("a request within the deadline")
+    }
+
+    /// The data fields of the next `n` messages.
+    pub fn recv_data(&self, n: usize) -> Vec<String> {
+        (0..n).map(|_| data_of(&self.recv_msg().body)).collect()
+    }
+
+    /// Asserts nothing but heartbeats arrives for `quiet`.
+    pub fn assert_no_msg(&self, quiet: Duration) {
+        let deadline = Instant::now() + quiet;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(d) if d.request_line.starts_with("POST /msg ") => {
+                    panic!("unexpected delivery {d:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener_addr
+    }
+}
+
+/// The `data` string of a delivered body, parsed with the crate's decoder.
+pub fn data_of(body: &str) -> String {
+    let object = message_broker::json::parse_object(body.as_bytes()).expect("JSON body");
+    object
+        .get("data")
+        .and_then(|v| v.as_str())
+        .expect("data")
+        .to_owned()
+}
+
+fn serve_raw(stream: TcpStream, tx: mpsc::Sender<Delivered>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        match reader.read_line(&mut request_line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                headers.push((n.to_owned(), v.trim().to_owned()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap_or(0));
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let delivered = Delivered {
+            request_line: request_line.trim_end().to_owned(),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        if tx.send(delivered).is_err() {
+            return;
+        }
+        if writer
+            .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Closes both directions of a stream, ignoring errors.
+pub fn hang_up(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Both);
+}
