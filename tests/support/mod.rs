@@ -230,7 +230,12 @@ pub struct RawSubscriber {
 
 impl RawSubscriber {
     pub fn start() -> RawSubscriber {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// A raw subscriber listening on `addr` (e.g. `[::1]:0`).
+    pub fn start_on(addr: &str) -> RawSubscriber {
+        let listener = TcpListener::bind(addr).unwrap();
         let listener_addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
