@@ -7,7 +7,7 @@
 //! Owns the socket of one peer; knows nothing of topics or subscribers.
 
 use crate::http::{self, BodyFraming, HttpError, Limits, RequestHead};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -52,6 +52,32 @@ pub(crate) struct Settings {
     pub(crate) write_timeout: Duration,
 }
 
+/// The socket of one connection: reads go through a `BufReader` over it, and
+/// answers collect in `out`. Before a read that would wait on the peer, `out`
+/// is sent: answers to a pipelined burst leave in one write, and no answer
+/// waits behind a request that has not fully arrived.
+struct Conn {
+    stream: TcpStream,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    fn send(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            (&self.stream).write_all(&self.out)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.send()?;
+        (&self.stream).read(buf)
+    }
+}
+
 /// Serves `stream` until it closes. `handle` gets each request head and its
 /// whole body; `keep_going` is asked before keeping a connection open.
 ///
@@ -66,67 +92,76 @@ pub(crate) fn serve(
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(settings.idle_timeout))?;
     stream.set_write_timeout(Some(settings.write_timeout))?;
-    let mut reader = BufReader::with_capacity(READ_BUFFER, stream.try_clone()?);
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, stream);
+    let conn = Conn {
+        stream,
+        out: Vec::with_capacity(WRITE_BUFFER),
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     let limits = &settings.limits;
     loop {
         let head = match http::read_request_head(&mut reader, limits) {
             Ok(Some(head)) => head,
             Ok(None) => break,
-            Err(e) => return answer_error(&mut writer, e),
+            Err(e) => return answer_error(reader.get_mut(), e),
         };
         if head.expect_continue {
             if matches!(head.framing, BodyFraming::Length(n) if n > limits.max_body) {
-                return answer_error(&mut writer, HttpError::PayloadTooLarge);
+                return answer_error(reader.get_mut(), HttpError::PayloadTooLarge);
             }
-            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-            writer.flush()?;
+            reader
+                .get_mut()
+                .out
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            reader.get_mut().send()?;
         }
         let body = match http::read_body(&mut reader, head.framing, limits) {
             Ok(body) => body,
-            Err(e) => return answer_error(&mut writer, e),
+            Err(e) => return answer_error(reader.get_mut(), e),
         };
         let reply = handle(&head, &body);
         let close = reply.close || !head.keep_alive || !keep_going();
         // HTTP/1.0 peers close unless told the connection stays.
         let keep_10 = !close && head.version == http::Version::Http10;
-        write_reply(&mut writer, &reply, close, keep_10)?;
+        let conn = reader.get_mut();
+        write_reply(&mut conn.out, &reply, close, keep_10)?;
         if close {
             break;
         }
-        // Answers to pipelined requests leave together once the burst is read.
-        if reader.buffer().is_empty() {
-            writer.flush()?;
+        if conn.out.len() >= WRITE_BUFFER {
+            conn.send()?;
         }
     }
-    writer.flush()
+    reader.get_mut().send()
 }
 
-/// How long [`refuse`] reads what the peer sent before closing.
-const REFUSE_LINGER: Duration = Duration::from_millis(50);
+/// How long a connection we close on the peer is read (and discarded) first.
+const LINGER: Duration = Duration::from_millis(50);
 
-/// Writes `reply` to a connection we will not serve, then closes it.
-///
-/// Closing a socket with unread input makes the kernel send a reset, which
-/// can destroy the answer before the peer reads it; so the peer's request is
-/// read (and discarded) for a moment first.
-pub(crate) fn refuse(stream: &mut TcpStream, reply: &Reply) {
-    let mut out = Vec::new();
-    if write_reply(&mut out, reply, true, false).is_err() || stream.write_all(&out).is_err() {
-        return;
-    }
+/// Closes our side after the last answer, then reads what the peer still
+/// sends for a moment. Closing a socket with unread input makes the kernel
+/// send a reset, which can destroy the answer before the peer reads it.
+fn linger_close(stream: &TcpStream) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    let deadline = std::time::Instant::now() + REFUSE_LINGER;
+    let deadline = std::time::Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             break;
         }
-        match io::Read::read(stream, &mut sink) {
+        match (&*stream).read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
     }
+}
+
+/// Writes `reply` to a connection we will not serve, then closes it.
+pub(crate) fn refuse(stream: &mut TcpStream, reply: &Reply) {
+    let mut out = Vec::new();
+    if write_reply(&mut out, reply, true, false).is_err() || stream.write_all(&out).is_err() {
+        return;
+    }
+    linger_close(stream);
 }
 
 fn write_reply(
@@ -151,10 +186,16 @@ fn write_reply(
 }
 
 /// Sends the status for a framing error, then ends the connection.
-fn answer_error(writer: &mut BufWriter<TcpStream>, e: HttpError) -> io::Result<()> {
+fn answer_error(conn: &mut Conn, e: HttpError) -> io::Result<()> {
     if let Some(status) = e.status() {
-        write_reply(writer, &Reply::status(status, e.to_string()), true, false)?;
-        writer.flush()?;
+        write_reply(
+            &mut conn.out,
+            &Reply::status(status, e.to_string()),
+            true,
+            false,
+        )?;
+        conn.send()?;
+        linger_close(&conn.stream);
     }
     match e {
         HttpError::Io(io)
@@ -166,6 +207,6 @@ fn answer_error(writer: &mut BufWriter<TcpStream>, e: HttpError) -> io::Result<(
             Ok(())
         }
         HttpError::Io(io) => Err(io),
-        _ => Ok(()),
+        _ => conn.send(),
     }
 }

@@ -101,6 +101,12 @@ fn publish_errors_carry_status_and_reason() {
     }
     // The client reconnects after the broker closed on the 413.
     c.publish("t", "small").expect("publish after an error");
+    // A body far over the limit: the broker answers 413 without reading it
+    // all, and the client still reports the 413, not the broken write.
+    match c.publish("t", &"y".repeat(4 << 20)) {
+        Err(message_broker::client::Error::Status { status: 413, .. }) => {}
+        other => panic!("expected a 413 for 4 MiB, got {other:?}"),
+    }
     assert!(matches!(
         c.publish("", "x"),
         Err(message_broker::client::Error::InvalidTopic(_))
@@ -142,5 +148,8 @@ fn close_frees_the_listen_port() {
     assert_eq!(rx.recv_timeout(WAIT).unwrap().data, "hi");
     let port = c.listen_port();
     c.close();
-    std::net::TcpListener::bind(("0.0.0.0", port)).expect("port free after close");
+    // Other tests of this binary fork broker processes; a child briefly holds
+    // inherited sockets until it execs, so allow a moment.
+    let bound = support::wait_until(WAIT, || std::net::TcpListener::bind(("0.0.0.0", port)).ok());
+    assert!(bound.is_some(), "port {port} still taken after close");
 }

@@ -130,3 +130,24 @@ fn connection_close_and_http10_keep_alive() {
         assert_eq!(read_resp(&mut reader).unwrap().status, 202);
     }
 }
+
+#[test]
+fn answer_is_not_held_back_by_a_stray_crlf_after_the_request() {
+    let broker = BrokerProcess::start(&[]);
+    let mut request = publish_request("t", "x");
+    request.push_str("\r\n"); // RFC 9112 2.2: a server should ignore it
+    let mut stream = connect(broker.addr);
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert_eq!(
+        read_resp(&mut reader).expect("answered at once").status,
+        202
+    );
+    stream
+        .write_all(publish_request("t", "y").as_bytes())
+        .unwrap();
+    assert_eq!(read_resp(&mut reader).expect("second answer").status, 202);
+}

@@ -22,6 +22,7 @@ const BATCH_MAX: usize = 64;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
     pub(crate) queue_capacity: usize,
+    pub(crate) queue_bytes: usize,
     pub(crate) enqueue_wait: Duration,
     pub(crate) timeout: Duration,
     pub(crate) liveness: Option<Duration>,
@@ -34,6 +35,16 @@ pub(crate) enum Item {
     Message(Arc<[u8]>),
     /// A `POST /hb` answering the subscriber's own heartbeat.
     Heartbeat,
+}
+
+impl Item {
+    /// Bytes it holds in a queue.
+    fn size(&self) -> usize {
+        match self {
+            Item::Message(body) => body.len(),
+            Item::Heartbeat => 0,
+        }
+    }
 }
 
 /// Why an endpoint was dropped; logged once per endpoint.
@@ -75,6 +86,17 @@ struct State {
     /// Set once a publisher gave up waiting for room; cleared when the queue
     /// drains. While set, publishers drop without waiting.
     stalled: bool,
+    /// Bytes of message bodies queued.
+    bytes: usize,
+}
+
+impl State {
+    /// Whether an item of `size` bytes finds no room.
+    fn is_full(&self, size: usize, settings: &Settings) -> bool {
+        !self.queue.is_empty()
+            && (self.queue.len() >= settings.queue_capacity
+                || self.bytes.saturating_add(size) > settings.queue_bytes)
+    }
 }
 
 /// A subscriber endpoint's queue, shared by publishers and its thread.
@@ -104,6 +126,7 @@ impl Endpoint {
                 closed: false,
                 last_alive: Instant::now(),
                 stalled: false,
+                bytes: 0,
             }),
             wake: Condvar::new(),
             room: Condvar::new(),
@@ -117,13 +140,17 @@ impl Endpoint {
 
     /// Queues `item`, waiting up to `settings.enqueue_wait` for room.
     pub(crate) fn enqueue(&self, item: Item, settings: &Settings) -> Enqueued {
+        let size = item.size();
         let mut state = self.lock();
-        let deadline = Instant::now() + settings.enqueue_wait;
-        while !state.closed && state.queue.len() >= settings.queue_capacity && !state.stalled {
-            if matches!(item, Item::Heartbeat) {
-                return Enqueued::Queued; // a full queue is answer enough
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
+        if matches!(item, Item::Heartbeat) && state.is_full(0, settings) {
+            return Enqueued::Queued; // a full queue is answer enough
+        }
+        // Overflow-safe: an absurd wait is as good as waiting forever.
+        let deadline = Instant::now().checked_add(settings.enqueue_wait);
+        while !state.closed && state.is_full(size, settings) && !state.stalled {
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 state.stalled = true;
                 break;
@@ -138,16 +165,18 @@ impl Endpoint {
             return Enqueued::Closed;
         }
         let mut outcome = Enqueued::Queued;
-        if state.queue.len() >= settings.queue_capacity {
+        while state.is_full(size, settings) {
             let oldest = state
                 .queue
                 .iter()
                 .position(|i| matches!(i, Item::Message(_)));
-            if let Some(at) = oldest {
-                state.queue.remove(at);
-                outcome = Enqueued::DroppedOldest;
-            }
+            let Some(dropped) = oldest.and_then(|at| state.queue.remove(at)) else {
+                break; // only heartbeats left: queue it anyway
+            };
+            state.bytes -= dropped.size();
+            outcome = Enqueued::DroppedOldest;
         }
+        state.bytes += size;
         state.queue.push_back(item);
         self.wake.notify_one();
         outcome
@@ -172,6 +201,7 @@ impl Endpoint {
         let mut state = self.lock();
         state.closed = true;
         state.queue = VecDeque::new();
+        state.bytes = 0;
         self.wake.notify_all();
         self.room.notify_all();
     }
@@ -184,7 +214,11 @@ impl Endpoint {
             match liveness {
                 None => state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(limit) => {
-                    let left = (state.last_alive + limit).saturating_duration_since(Instant::now());
+                    let Some(deadline) = state.last_alive.checked_add(limit) else {
+                        state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    };
+                    let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return None;
                     }
@@ -201,6 +235,7 @@ impl Endpoint {
         }
         let n = state.queue.len().min(BATCH_MAX);
         batch.extend(state.queue.drain(..n));
+        state.bytes -= batch.iter().map(Item::size).sum::<usize>();
         if state.queue.is_empty() {
             state.stalled = false;
         }

@@ -57,6 +57,9 @@ pub struct Config {
     pub delivery_timeout: Duration,
     /// Messages queued per subscriber before the oldest is dropped. Default 1024.
     pub queue_capacity: usize,
+    /// Bytes of messages queued per subscriber before the oldest is dropped.
+    /// Default 8 MiB.
+    pub queue_bytes: usize,
     /// How long a publish waits for room in a full subscriber queue before
     /// dropping that subscriber's oldest message. Default 50 ms.
     pub enqueue_wait: Duration,
@@ -78,6 +81,7 @@ impl Default for Config {
             liveness_timeout: Some(Duration::from_secs(10)),
             delivery_timeout: Duration::from_secs(5),
             queue_capacity: 1024,
+            queue_bytes: 8 * 1024 * 1024,
             enqueue_wait: Duration::from_millis(50),
             max_connections: 1024,
             log_level: log::Level::Info,
@@ -120,6 +124,7 @@ impl Broker {
         let local_addr = listener.local_addr()?;
         let settings = delivery::Settings {
             queue_capacity: config.queue_capacity.max(1),
+            queue_bytes: config.queue_bytes,
             enqueue_wait: config.enqueue_wait,
             timeout: config.delivery_timeout,
             liveness: config.liveness_timeout,

@@ -13,13 +13,14 @@ use std::net::{TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Messages waiting for their callback; past this the listener stops reading
-/// and the broker's queue for us fills instead.
-pub(super) const DISPATCH_QUEUE: usize = 1024;
+/// Messages waiting for their callback. Past this, new messages are dropped
+/// (and a warning logged): holding the broker's delivery instead would make
+/// it time out and drop this client altogether.
+pub(super) const DISPATCH_QUEUE: usize = 4096;
 
 /// Stack size of the listener's connection threads.
 const CONNECTION_STACK: usize = 256 * 1024;
@@ -89,9 +90,21 @@ fn handle(head: &RequestHead, body: &[u8], inner: &Inner, messages: &SyncSender<
         Ok(message) => message,
         Err(reason) => return Reply::status(400, reason),
     };
-    match messages.send(message) {
-        Ok(()) => Reply::accepted(),
-        Err(_) => Reply::status(503, "client closing"),
+    match messages.try_send(message) {
+        Ok(()) => {
+            inner.dispatch_full.store(false, Ordering::Relaxed);
+            Reply::accepted()
+        }
+        Err(TrySendError::Full(m)) => {
+            if !inner.dispatch_full.swap(true, Ordering::Relaxed) {
+                crate::log::warning!(
+                    "client: callbacks are {DISPATCH_QUEUE} messages behind; dropping new messages (first: topic {:?})",
+                    m.topic
+                );
+            }
+            Reply::accepted()
+        }
+        Err(TrySendError::Disconnected(_)) => Reply::status(503, "client closing"),
     }
 }
 
@@ -112,6 +125,8 @@ fn decode(body: &[u8]) -> Result<Message, String> {
 pub(super) fn dispatch_loop(inner: Arc<Inner>, messages: Receiver<Message>) {
     loop {
         let message = match messages.recv_timeout(Duration::from_millis(200)) {
+            // Closing: what is still queued is dropped, not run.
+            Ok(_) if inner.stopping.load(Ordering::SeqCst) => return,
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) if !inner.stopping.load(Ordering::SeqCst) => continue,
             Err(_) => return,

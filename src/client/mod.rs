@@ -106,12 +106,7 @@ impl Builder {
     /// [`Error::Address`] if the broker address does not resolve;
     /// [`Error::Io`] if the listen port cannot be bound or a thread cannot start.
     pub fn build(self) -> Result<Client, Error> {
-        let broker = self
-            .broker
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| Error::Address(self.broker.clone()))?;
+        let broker = resolve(&self.broker)?;
         let listen_ip = self.listen_ip.unwrap_or(match broker {
             SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -119,7 +114,7 @@ impl Builder {
         let listener = TcpListener::bind((listen_ip, self.listen_port))?;
         let local = listener.local_addr()?;
         let inner = Arc::new(Inner {
-            broker,
+            broker: self.broker,
             listen_port: local.port(),
             timeout: self.timeout,
             heartbeat_interval: self.heartbeat_interval,
@@ -130,6 +125,7 @@ impl Builder {
             accepted: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            dispatch_full: AtomicBool::new(false),
         });
         let mut client = Client {
             inner: inner.clone(),
@@ -154,7 +150,9 @@ impl Builder {
 
 /// What the client's threads share.
 struct Inner {
-    broker: SocketAddr,
+    /// The broker's address as given: resolved again for each new
+    /// connection, so a broker that comes back at a new address is found.
+    broker: String,
     listen_port: u16,
     timeout: Duration,
     heartbeat_interval: Duration,
@@ -168,6 +166,8 @@ struct Inner {
     accepted: Mutex<HashMap<u64, TcpStream>>,
     next_conn_id: AtomicU64,
     stopping: AtomicBool,
+    /// Set while the dispatch queue is full (so the warning is logged once).
+    dispatch_full: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -236,7 +236,7 @@ impl Inner {
     ) -> Result<(), Error> {
         let c = match conn {
             Some(c) if reuse => c,
-            _ => conn.insert(Connection::connect(self.broker, self.timeout)?),
+            _ => conn.insert(Connection::connect(resolve(&self.broker)?, self.timeout)?),
         };
         let result = send_and_read(c, target, body);
         match &result {
@@ -247,10 +247,26 @@ impl Inner {
     }
 }
 
+/// The first socket address `broker` resolves to.
+fn resolve(broker: &str) -> Result<SocketAddr, Error> {
+    broker
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Error::Address(broker.to_owned()))
+}
+
 fn send_and_read(conn: &mut Connection, target: &str, body: &[u8]) -> Result<bool, Error> {
-    conn.send(target, Some("application/json"), body)?;
-    conn.flush()?;
-    let response = conn.read_response(&net::response_limits())?;
+    let sent = conn
+        .send(target, Some("application/json"), body)
+        .and_then(|()| conn.flush());
+    let response = match (sent, conn.read_response(&net::response_limits())) {
+        (_, Ok(response)) => response,
+        // The broker may answer (413, say) and close before taking the whole
+        // body: its answer says more than our failed write.
+        (Err(write_error), Err(_)) => return Err(Error::Io(write_error)),
+        (Ok(()), Err(read_error)) => return Err(read_error.into()),
+    };
     if response.status != 202 {
         return Err(Error::Status {
             status: response.status,

@@ -168,10 +168,23 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> Resp {
     read_resp(&mut BufReader::new(stream)).expect("a response")
 }
 
-/// Whether the server closed `reader`'s connection (EOF within the deadline).
+/// Whether the server closed `reader`'s connection: EOF or a reset within
+/// the stream's read timeout, with nothing more sent. A timeout means open.
 pub fn closed_by_peer(reader: &mut BufReader<TcpStream>) -> bool {
-    let mut rest = Vec::new();
-    reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
+    let mut rest = [0u8; 1];
+    match reader.read(&mut rest) {
+        Ok(0) => true,
+        Ok(_) => panic!("unexpected bytes after the answer"),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            false
+        }
+        Err(_) => true,
+    }
 }
 
 /// `POST path` with a JSON body on a new connection.
