@@ -1,60 +1,152 @@
-//! A Go peer, built as the Go original's client package is (Go's net/http
-//! client and server), against our broker: publish, subscribe, delivery to a
-//! Go HTTP server, heartbeat. Needs the `go` tool; `.ci/run` installs it and
-//! sets `REQUIRE_GO=1`, so in CI a missing `go` fails instead of skipping.
+//! Go peers on Go's net/http, both ways round:
+//! - a Go client built as the Go original's client package is, against our
+//!   broker (`tests/go/interop.go`);
+//! - our Rust client against a broker on Go's net/http (`tests/go/broker.go`).
+//!
+//! Needs the `go` tool; `.ci/run` installs it and sets `REQUIRE_GO=1`, so in
+//! CI a missing `go` fails instead of skipping.
 
 mod support;
 
-use std::process::Command;
+use message_broker::client::{Client, Message};
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::BrokerProcess;
+use support::{BrokerProcess, WAIT};
+
+/// Compiling plus running a Go program may take this long.
+const GO_LIMIT: Duration = Duration::from_secs(180);
 
 fn go_available() -> bool {
-    Command::new("go")
+    if Command::new("go")
         .arg("version")
         .output()
         .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("REQUIRE_GO").is_none(),
+        "REQUIRE_GO is set but `go` is not installed"
+    );
+    eprintln!("skipped: no `go` tool (install golang-go, or run .ci/run)");
+    false
+}
+
+/// A `go run` of one of `tests/go/*.go`; output goes to a file (a pipe read
+/// only at the end could fill and stall the program). Killed when dropped.
+struct GoProgram {
+    child: Child,
+    output: PathBuf,
+}
+
+impl GoProgram {
+    fn start(file: &str, args: &[&str]) -> GoProgram {
+        let program = format!("{}/tests/go/{file}", env!("CARGO_MANIFEST_DIR"));
+        let output = std::env::temp_dir().join(format!("go-{file}-{}.out", std::process::id()));
+        let out = File::create(&output).unwrap();
+        let child = Command::new("go")
+            .arg("run")
+            .arg(&program)
+            .args(args)
+            .env(
+                "GOCACHE",
+                std::env::temp_dir().join("message-broker-go-cache"),
+            )
+            .env("GO111MODULE", "off")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start go");
+        GoProgram { child, output }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Waits for the program to exit; its status and output.
+    fn wait(&mut self) -> (bool, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.success(), self.output());
+            }
+            assert!(
+                started.elapsed() < GO_LIMIT,
+                "Go program still running: {}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for GoProgram {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.output);
+    }
 }
 
 #[test]
 fn go_net_http_client_and_server_against_our_broker() {
     if !go_available() {
-        assert!(
-            std::env::var_os("REQUIRE_GO").is_none(),
-            "REQUIRE_GO is set but `go` is not installed"
-        );
-        eprintln!("skipped: no `go` tool (install golang-go, or run .ci/run)");
         return;
     }
     let broker = BrokerProcess::start(&[]);
-    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/go/interop.go");
-    let cache = std::env::temp_dir().join("message-broker-go-cache");
-    // Output goes to files: a pipe read only after exit could fill and stall.
-    let out_path = std::env::temp_dir().join(format!("go-interop-{}.out", std::process::id()));
-    let out_file = std::fs::File::create(&out_path).unwrap();
-    let started = Instant::now();
-    let mut child = Command::new("go")
-        .args(["run", program, "-a", &broker.addr.to_string(), "-m", "2000"])
-        .env("GOCACHE", &cache)
-        .env("GO111MODULE", "off")
-        .stdout(out_file.try_clone().unwrap())
-        .stderr(out_file)
-        .spawn()
-        .expect("start go");
-    // Compiling plus the run: bounded, then killed.
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(180) {
-            let _ = child.kill();
-            panic!("the Go peer did not finish within 180 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&out_path);
-    let ok = output.lines().any(|l| l.starts_with("ok "));
-    assert!(status.success() && ok, "Go peer failed:\n{output}");
+    let mut go = GoProgram::start(
+        "interop.go",
+        &["-a", &broker.addr.to_string(), "-m", "2000"],
+    );
+    let (ok, output) = go.wait();
+    assert!(
+        ok && output.lines().any(|l| l.starts_with("ok ")),
+        "Go peer failed:\n{output}"
+    );
     eprintln!("Go peer: {}", output.trim());
+}
+
+#[test]
+fn our_client_against_a_go_net_http_broker() {
+    if !go_available() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let go = GoProgram::start("broker.go", &["-p", &port.to_string()]);
+    let ready = support::wait_until(GO_LIMIT, || {
+        go.output().contains("listening on").then_some(())
+    });
+    assert!(ready.is_some(), "Go broker did not start: {}", go.output());
+
+    let client = Client::builder(format!("127.0.0.1:{port}"))
+        .listen_port(0)
+        .heartbeat_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<Message>();
+    client
+        .subscribe("from/go", move |m| drop(tx.send(m)))
+        .unwrap();
+    for i in 0..500 {
+        client
+            .publish("from/go", &format!("<{i}> & \"rust\""))
+            .unwrap();
+    }
+    for i in 0..500 {
+        let m = rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("message {i} did not arrive"));
+        assert_eq!(
+            (m.topic.as_str(), m.data.as_str()),
+            ("from/go", format!("<{i}> & \"rust\"").as_str())
+        );
+    }
 }
