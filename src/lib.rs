@@ -61,4 +61,6 @@ pub mod json;
 pub mod log;
 mod net;
 mod server;
+#[cfg(test)]
+mod testutil;
 mod topic;

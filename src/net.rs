@@ -6,7 +6,7 @@
 
 use crate::http::{self, HttpError, Limits, Response};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Read side of a socket whose every read ends by a deadline.
@@ -106,4 +106,16 @@ pub(crate) fn response_limits() -> Limits {
         max_body: 64 * 1024,
         ..Limits::default()
     }
+}
+
+/// The address that reaches a listener bound to `addr` from this host: the
+/// loopback address for a listener on every interface. Used to wake a
+/// blocking `accept` with a connection of our own.
+pub(crate) fn loopback_for(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
 }

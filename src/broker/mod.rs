@@ -25,7 +25,7 @@ use crate::http::Limits;
 use crate::log;
 use registry::Registry;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
@@ -151,7 +151,7 @@ impl Broker {
     pub fn stopper(&self) -> Stopper {
         Stopper {
             shared: self.shared.clone(),
-            wake: wake_addr(self.local_addr),
+            wake: crate::net::loopback_for(self.local_addr),
         }
     }
 
@@ -255,16 +255,6 @@ impl Stopper {
             let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
         }
     }
-}
-
-/// The address that reaches a listener bound to `addr` from this host.
-fn wake_addr(addr: SocketAddr) -> SocketAddr {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, addr.port())
 }
 
 /// A broker serving on its own thread; dropping it stops the broker.

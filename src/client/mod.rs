@@ -129,7 +129,7 @@ impl Builder {
         });
         let mut client = Client {
             inner: inner.clone(),
-            wake: wake_addr(local),
+            wake: crate::net::loopback_for(local),
             stop_heartbeat: None,
             threads: Vec::new(),
         };
@@ -282,16 +282,6 @@ fn is_silent_close(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
     )
-}
-
-/// The address that reaches a listener bound to `addr` from this host.
-fn wake_addr(addr: SocketAddr) -> SocketAddr {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, addr.port())
 }
 
 /// A publish/subscribe client. See the [module docs](self).

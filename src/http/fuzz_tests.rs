@@ -3,22 +3,7 @@
 
 use super::request::tests::{CHUNKED, GO_PUBLISH};
 use super::*;
-
-/// xorshift64: deterministic, so a failure names its iteration and reproduces.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % u64::try_from(n.max(1)).unwrap_or(u64::MAX)) as usize
-    }
-}
+use crate::testutil::XorShift;
 
 /// Bytes that sit on parser decisions; inserted more often than random ones.
 const INTERESTING: &[u8] = b"\r\n :;,\t0123456789abcdefABCDEF\x00\x7f\xff%/HTP.-";

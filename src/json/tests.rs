@@ -1,6 +1,7 @@
 //! Unit tests of the JSON codec: table-driven cases and a mutation test.
 
 use super::*;
+use crate::testutil::XorShift;
 use JsonErrorKind::*;
 
 fn s(text: &str) -> Value {
@@ -426,22 +427,6 @@ fn deep_nesting_uses_no_recursion() {
         .expect("parsing must not overflow the stack");
 }
 
-/// xorshift64: a tiny deterministic PRNG for the mutation test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
-}
-
 #[test]
 fn mutated_bodies_never_panic() {
     let seeds: [&[u8]; 10] = [
@@ -457,7 +442,7 @@ fn mutated_bodies_never_panic() {
         br#"{"deep":[[[[{"a":[{"b":"c"}]}]]]]}"#,
     ];
     let interesting = b"{}[]\",:\\u0123456789-+.eEtrufalsn \t\n\x00\x1f\x7f\x80\xc3\xed\xff";
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     let (mut accepted, mut rejected) = (0, 0);
     for _ in 0..20_000 {
         let mut body = seeds[rng.below(seeds.len())].to_vec();
