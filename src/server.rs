@@ -131,18 +131,27 @@ pub(crate) fn serve(
             conn.send()?;
         }
     }
-    reader.get_mut().send()
+    let conn = reader.get_mut();
+    conn.send()?;
+    linger_close(&conn.stream, LINGER);
+    Ok(())
 }
 
-/// How long a connection we close on the peer is read (and discarded) first.
-const LINGER: Duration = Duration::from_millis(50);
+/// How long a connection thread waits, after its last answer, for the peer
+/// to read the answers and close: reading (and discarding) what it sends.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The same for a connection refused on the accept thread, which must not
+/// be held up for long.
+const REFUSE_LINGER: Duration = Duration::from_millis(50);
 
 /// Closes our side after the last answer, then reads what the peer still
-/// sends for a moment. Closing a socket with unread input makes the kernel
-/// send a reset, which can destroy the answer before the peer reads it.
-fn linger_close(stream: &TcpStream) {
+/// sends until it closes too, for at most `linger`. Closing a socket with
+/// unread input makes the kernel send a reset, which destroys answers the
+/// peer has not read yet.
+fn linger_close(stream: &TcpStream, linger: Duration) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    let deadline = std::time::Instant::now() + LINGER;
+    let deadline = std::time::Instant::now() + linger;
     let mut sink = [0u8; 4096];
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
@@ -161,7 +170,7 @@ pub(crate) fn refuse(stream: &mut TcpStream, reply: &Reply) {
     if write_reply(&mut out, reply, true, false).is_err() || stream.write_all(&out).is_err() {
         return;
     }
-    linger_close(stream);
+    linger_close(stream, REFUSE_LINGER);
 }
 
 fn write_reply(
@@ -195,7 +204,7 @@ fn answer_error(conn: &mut Conn, e: HttpError) -> io::Result<()> {
             false,
         )?;
         conn.send()?;
-        linger_close(&conn.stream);
+        linger_close(&conn.stream, LINGER);
     }
     match e {
         HttpError::Io(io)

@@ -19,13 +19,17 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         write_timeout: shared.config.delivery_timeout,
     };
     let keep_going = || !shared.stopping.load(Ordering::Relaxed);
-    let mut handle = |head: &crate::http::RequestHead, body: &[u8]| match route::route(
-        &head.method,
-        head.path(),
-        body,
-    ) {
-        Ok(action) => execute(action, peer, shared),
-        Err(reject) => Reply::status(reject.status, reject.reason),
+    let mut handle = |head: &crate::http::RequestHead, body: &[u8]| {
+        if shared.stopping.load(Ordering::SeqCst) {
+            // Stopping: nothing new is taken, and the peer is told so.
+            let mut reply = Reply::status(503, "broker shutting down");
+            reply.close = true;
+            return reply;
+        }
+        match route::route(&head.method, head.path(), body) {
+            Ok(action) => execute(action, peer, shared),
+            Err(reject) => Reply::status(reject.status, reject.reason),
+        }
     };
     match server::serve(stream, &settings, &keep_going, &mut handle) {
         Ok(()) => log::debug!("connection from {peer} closed"),

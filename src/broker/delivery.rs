@@ -234,8 +234,9 @@ impl Endpoint {
             return None;
         }
         let n = state.queue.len().min(BATCH_MAX);
+        let taken: usize = state.queue.iter().take(n).map(Item::size).sum();
+        state.bytes -= taken;
         batch.extend(state.queue.drain(..n));
-        state.bytes -= batch.iter().map(Item::size).sum::<usize>();
         if state.queue.is_empty() {
             state.stalled = false;
         }

@@ -11,6 +11,7 @@ use crate::log;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
@@ -23,6 +24,8 @@ pub(crate) struct Registry {
     topics: Mutex<HashMap<String, Vec<SocketAddr>>>,
     endpoints: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     settings: Settings,
+    /// Set by [`Registry::close_all`]: no endpoint is started after it.
+    closed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -35,6 +38,7 @@ impl Registry {
             topics: Mutex::new(HashMap::new()),
             endpoints: Mutex::new(HashMap::new()),
             settings,
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -42,10 +46,14 @@ impl Registry {
     /// if it is new. Subscribing the same pair twice keeps one subscription.
     ///
     /// # Errors
-    /// The delivery thread could not be started (thread budget exhausted).
+    /// The delivery thread could not be started (thread budget exhausted),
+    /// or the broker is stopping.
     pub(crate) fn subscribe(self: &Arc<Self>, topic: &str, addr: SocketAddr) -> io::Result<()> {
         let mut topics = lock(&self.topics);
         let mut endpoints = lock(&self.endpoints);
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(io::Error::other("broker is stopping"));
+        }
         match endpoints.get(&addr) {
             Some(endpoint) => endpoint.touch(),
             None => {
@@ -161,6 +169,7 @@ impl Registry {
     pub(crate) fn close_all(&self) {
         let mut topics = lock(&self.topics);
         let mut endpoints = lock(&self.endpoints);
+        self.closed.store(true, Ordering::SeqCst);
         for endpoint in endpoints.values() {
             endpoint.close();
         }

@@ -247,8 +247,12 @@ impl Inner {
     }
 }
 
-/// The first socket address `broker` resolves to.
+/// The first socket address `broker` resolves to; a numeric address is taken
+/// as it is, without a name lookup.
 fn resolve(broker: &str) -> Result<SocketAddr, Error> {
+    if let Ok(addr) = broker.parse() {
+        return Ok(addr);
+    }
     broker
         .to_socket_addrs()
         .ok()
@@ -260,20 +264,30 @@ fn send_and_read(conn: &mut Connection, target: &str, body: &[u8]) -> Result<boo
     let sent = conn
         .send(target, Some("application/json"), body)
         .and_then(|()| conn.flush());
-    let response = match (sent, conn.read_response(&net::response_limits())) {
-        (_, Ok(response)) => response,
-        // The broker may answer (413, say) and close before taking the whole
-        // body: its answer says more than our failed write.
-        (Err(write_error), Err(_)) => return Err(Error::Io(write_error)),
-        (Ok(()), Err(read_error)) => return Err(read_error.into()),
-    };
+    // The broker may answer (413, say) and close before taking the whole
+    // body: then its answer says more than our broken write. After any other
+    // write error (a timeout) there is nothing to wait for.
+    if let Err(e) = sent {
+        if !is_silent_close(&e) {
+            return Err(Error::Io(e));
+        }
+        return match conn.read_response(&net::response_limits()) {
+            Ok(response) if response.status != 202 => Err(status_error(&response)),
+            _ => Err(Error::Io(e)),
+        };
+    }
+    let response = conn.read_response(&net::response_limits())?;
     if response.status != 202 {
-        return Err(Error::Status {
-            status: response.status,
-            reason: String::from_utf8_lossy(&response.body).trim().to_owned(),
-        });
+        return Err(status_error(&response));
     }
     Ok(response.keep_alive)
+}
+
+fn status_error(response: &crate::http::Response) -> Error {
+    Error::Status {
+        status: response.status,
+        reason: String::from_utf8_lossy(&response.body).trim().to_owned(),
+    }
 }
 
 fn is_silent_close(e: &std::io::Error) -> bool {
