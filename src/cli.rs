@@ -21,6 +21,8 @@ Options:
   -b, --bind ADDR              IP address to listen on; :: for IPv6 [default: 0.0.0.0]
       --max-payload BYTES      largest request body accepted, else 413 [default: 1048576]
       --max-connections N      connections served at once; more get 503 [default: 1024]
+      --enqueue-wait MS        how long a publish waits for room in a full subscriber
+                               queue before dropping its oldest message [default: 50]
       --log-level LEVEL        error, warn, info or debug, to stderr [default: info]
       --liveness-timeout SECS  drop a subscriber with no delivery and no heartbeat
                                for this long; 0 never drops one [default: 10]
@@ -94,6 +96,9 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, CliError> {
             "b" | "bind" => config.bind = ip(flag, value("an IP address")?)?,
             "max-payload" => config.limits.max_body = number(flag, value("a size in bytes")?)?,
             "max-connections" => config.max_connections = number(flag, value("a count")?)?,
+            "enqueue-wait" => {
+                config.enqueue_wait = Duration::from_millis(number(flag, value("milliseconds")?)?)
+            }
             "log-level" => {
                 let v = value("error, warn, info or debug")?;
                 config.log_level = crate::log::Level::parse(v).ok_or_else(|| {
@@ -131,6 +136,7 @@ fn ip(flag: &str, value: &str) -> Result<IpAddr, CliError> {
 #[cfg(test)]
 mod tests {
     use super::{Command, parse};
+    use std::time::Duration;
 
     fn run(args: &[&str]) -> crate::broker::Config {
         match parse(args) {
@@ -149,6 +155,10 @@ mod tests {
         assert_eq!(run(&["--bind=[::]"]).bind.to_string(), "::");
         assert_eq!(run(&["--max-payload", "10"]).limits.max_body, 10);
         assert_eq!(run(&["--liveness-timeout", "0"]).liveness_timeout, None);
+        assert_eq!(
+            run(&["--enqueue-wait", "7"]).enqueue_wait,
+            Duration::from_millis(7)
+        );
         assert_eq!(
             run(&["--log-level", "debug"]).log_level,
             crate::log::Level::Debug

@@ -25,8 +25,10 @@
 mod error;
 mod heartbeat;
 mod listener;
+mod publisher;
 
 pub use error::Error;
+pub use publisher::{DEFAULT_WINDOW, Failure, Publisher};
 
 use crate::http::{self, HttpError};
 use crate::json;
@@ -247,6 +249,19 @@ impl Inner {
     }
 }
 
+/// The target and body of a publish, as the Go client sends them.
+fn publish_request(topic: &str, data: &str) -> Result<(String, Vec<u8>), Error> {
+    topic::validate(topic).map_err(Error::InvalidTopic)?;
+    let mut body = String::with_capacity(data.len() + 20);
+    body.push_str("{\"data\":");
+    json::write_string(&mut body, data);
+    body.push_str(",\"qos\":0}");
+    Ok((
+        format!("/pub/{}", http::percent_encode_path(topic)),
+        body.into_bytes(),
+    ))
+}
+
 /// The first socket address `broker` resolves to; a numeric address is taken
 /// as it is, without a name lookup.
 fn resolve(broker: &str) -> Result<SocketAddr, Error> {
@@ -347,13 +362,14 @@ impl Client {
     /// # Ok::<(), message_broker::client::Error>(())
     /// ```
     pub fn publish(&self, topic: &str, data: &str) -> Result<(), Error> {
-        topic::validate(topic).map_err(Error::InvalidTopic)?;
-        let mut body = String::with_capacity(data.len() + 20);
-        body.push_str("{\"data\":");
-        json::write_string(&mut body, data);
-        body.push_str(",\"qos\":0}");
-        let target = format!("/pub/{}", http::percent_encode_path(topic));
-        self.inner.post(&target, body.as_bytes())
+        let (target, body) = publish_request(topic, data)?;
+        self.inner.post(&target, &body)
+    }
+
+    /// A publisher that keeps up to 64 publishes in flight on a connection of
+    /// its own, for throughput; see [`Publisher`].
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.inner.clone())
     }
 
     /// Subscribes to `topic`: `callback` runs for each message of it, on the

@@ -248,6 +248,16 @@ impl RawSubscriber {
 
     /// A raw subscriber listening on `addr` (e.g. `[::1]:0`).
     pub fn start_on(addr: &str) -> RawSubscriber {
+        Self::start_with(addr, 0, Duration::ZERO)
+    }
+
+    /// A subscriber that is slow for a moment now and then: before answering
+    /// every `every`-th request it pauses for `pause`.
+    pub fn start_slow(every: usize, pause: Duration) -> RawSubscriber {
+        Self::start_with("127.0.0.1:0", every, pause)
+    }
+
+    fn start_with(addr: &str, every: usize, pause: Duration) -> RawSubscriber {
         let listener = TcpListener::bind(addr).unwrap();
         let listener_addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -255,7 +265,7 @@ impl RawSubscriber {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let tx = tx.clone();
-                thread::spawn(move || serve_raw(stream, tx));
+                thread::spawn(move || serve_raw(stream, tx, every, pause));
             }
         });
         RawSubscriber {
@@ -320,10 +330,13 @@ pub fn data_of(body: &str) -> String {
         .to_owned()
 }
 
-fn serve_raw(stream: TcpStream, tx: mpsc::Sender<Delivered>) {
+fn serve_raw(stream: TcpStream, tx: mpsc::Sender<Delivered>, every: usize, pause: Duration) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    loop {
+    for served in 1.. {
+        if every > 0 && served % every == 0 {
+            thread::sleep(pause); // a slow subscriber, not a synchronisation
+        }
         let mut request_line = String::new();
         match reader.read_line(&mut request_line) {
             Ok(0) | Err(_) => return,

@@ -1,0 +1,170 @@
+//! Pipelined publishing: up to a window of publishes in flight on one
+//! connection of the publisher's own, each answer matched to its message by
+//! order (HTTP/1.1 answers come back in request order).
+//!
+//! Owns that connection. Never retries a publish: a message whose answer was
+//! lost is reported as failed, since the broker may or may not have taken it.
+
+use super::{Error, Inner, publish_request, resolve, status_error};
+use crate::net::{self, Connection};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Publishes in flight at once unless [`Publisher::window`] says otherwise.
+pub const DEFAULT_WINDOW: usize = 64;
+
+/// A publish that failed, named by the number [`Publisher::send`] gave it.
+#[derive(Debug)]
+pub struct Failure {
+    /// The message's number, counting from 0 for the publisher's first send.
+    pub seq: u64,
+    /// Why: the broker's status and reason, or the connection's failure.
+    pub error: Error,
+}
+
+/// Publishes with up to `window` requests in flight; made by
+/// [`Client::publisher`](super::Client::publisher).
+///
+/// ```no_run
+/// use message_broker::client::Client;
+/// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+/// let mut publisher = client.publisher().window(64);
+/// for i in 0..10_000 {
+///     publisher.send("hello/world", &format!("message {i}"))?;
+/// }
+/// for failure in publisher.flush() {
+///     eprintln!("message {} failed: {}", failure.seq, failure.error);
+/// }
+/// # Ok::<(), message_broker::client::Error>(())
+/// ```
+///
+/// Dropping a publisher sends what it has buffered without waiting for the
+/// answers: call [`Publisher::flush`] to learn them.
+pub struct Publisher {
+    inner: Arc<Inner>,
+    conn: Option<Connection>,
+    window: usize,
+    in_flight: VecDeque<u64>,
+    next_seq: u64,
+    failures: Vec<Failure>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("window", &self.window)
+            .field("in_flight", &self.in_flight.len())
+            .field("failures", &self.failures.len())
+            .finish()
+    }
+}
+
+impl Publisher {
+    pub(super) fn new(inner: Arc<Inner>) -> Publisher {
+        Publisher {
+            inner,
+            conn: None,
+            window: DEFAULT_WINDOW,
+            in_flight: VecDeque::new(),
+            next_seq: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Sets how many publishes may await their answer at once (at least 1;
+    /// 1 is lock-step). Default 64.
+    pub fn window(mut self, window: usize) -> Publisher {
+        self.window = window.max(1);
+        self
+    }
+
+    /// Sends a publish without waiting for its answer (once the window is
+    /// full, it first waits for the oldest answer). Returns the message's
+    /// number; a later [`Publisher::flush`] names failures by it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopic`], [`Error::Closed`], or a failure to connect:
+    /// the message was not sent and got no number.
+    pub fn send(&mut self, topic: &str, data: &str) -> Result<u64, Error> {
+        let (target, body) = publish_request(topic, data)?;
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        while self.in_flight.len() >= self.window {
+            self.read_one();
+        }
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let addr = resolve(&self.inner.broker)?;
+                self.conn
+                    .insert(Connection::connect(addr, self.inner.timeout)?)
+            }
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.push_back(seq);
+        if let Err(e) = conn.send(&target, Some("application/json"), &body) {
+            self.fail_all(&e);
+        }
+        Ok(seq)
+    }
+
+    /// Waits for the answer to every publish sent, then returns the failures
+    /// since the last flush, in order. Empty: every message was accepted.
+    pub fn flush(&mut self) -> Vec<Failure> {
+        while !self.in_flight.is_empty() {
+            self.read_one();
+        }
+        std::mem::take(&mut self.failures)
+    }
+
+    /// How many publishes await their answer.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Reads the oldest outstanding answer (sending what is buffered first).
+    fn read_one(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return self.fail_all(&io::Error::from(io::ErrorKind::NotConnected));
+        };
+        if let Err(e) = conn.flush() {
+            return self.fail_all(&e);
+        }
+        match conn.read_response(&net::response_limits()) {
+            Ok(response) => {
+                let seq = self.in_flight.pop_front().unwrap_or_default();
+                if response.status != 202 {
+                    self.failures.push(Failure {
+                        seq,
+                        error: status_error(&response),
+                    });
+                }
+                if !response.keep_alive {
+                    // The broker closed: requests behind this one were not read.
+                    let closed = io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "broker closed the connection",
+                    );
+                    self.fail_all(&closed);
+                }
+            }
+            Err(crate::http::HttpError::Io(e)) => self.fail_all(&e),
+            Err(e) => self.fail_all(&io::Error::other(e.to_string())),
+        }
+    }
+
+    /// Every outstanding publish failed with `e`; the connection is dropped.
+    fn fail_all(&mut self, e: &io::Error) {
+        self.conn = None;
+        for seq in self.in_flight.drain(..) {
+            self.failures.push(Failure {
+                seq,
+                error: Error::Io(io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+    }
+}
