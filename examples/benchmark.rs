@@ -3,55 +3,92 @@
 //! ```sh
 //! cargo run --release --example benchmark                 # broker in-process
 //! cargo run --release --example benchmark -- -a 127.0.0.1:9999 -m 20000
+//! cargo run --release --example benchmark -- -a 127.0.0.1:9999 --pubs 10 --subs 10 \
+//!     --topics 10 --window 16 -m 200000 --no-lat --broker-pid "$(pidof broker)"
 //! ```
 //!
-//! One publisher sends `-m` messages lock-step (each publish waits for the
-//! broker's 202) to one subscriber, pausing `-c` ns between them, then waits up
-//! to `-d` s for the last one. Prints one JSON line: the Go keys
-//! (`e2e_packet_lat` in ns, `sent`, `rcv`, `avge2e` ns, `msgmsec`, `exp_time`
-//! ms), measured with a monotonic clock, and ours (`lost`, `throughput`
-//! delivered/s, `p50_us`, `p99_us`, `max_us`). `--no-lat` leaves out the
-//! per-message latency list.
+//! Publishers send `-m` messages in all (split among `--pubs`), publisher `p`
+//! to topic `p % topics`; subscriber `s` subscribes to topic `s % topics`.
+//! Each publisher keeps up to `--window` publishes in flight (1: lock-step,
+//! each publish waits for its 202), pausing `-c` ns between publishes or
+//! pacing itself to `--rate` messages per second. The run waits up to `-d` s
+//! for the last delivery, then prints one JSON line: the Go keys
+//! (`e2e_packet_lat` in ns unless `--no-lat`, `sent`, `rcv`, `avge2e` ns,
+//! `msgmsec`, `exp_time` ms) measured with a monotonic clock, and ours:
+//! `expected` deliveries, `lost`, `dup`, `throughput` (deliveries/s),
+//! `p50_us`, `p99_us`, `max_us`, and with `--broker-pid` the broker's
+//! `broker_rss_kib` (at the end) and `broker_cpu_s` (during the run).
 
 use message_broker::broker::{Broker, Config};
 use message_broker::client::{Client, Message};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
 use std::time::{Duration, Instant};
+
+const USAGE: &str = "flags: -a ADDR -m N -c NS -d S --pubs P --subs S --topics T --size B \
+                     --window W --rate R --broker-pid PID --no-lat";
 
 struct Args {
     addr: Option<String>,
     messages: usize,
     cooldown_ns: u64,
     max_wait_s: u64,
+    pubs: usize,
+    subs: usize,
+    topics: usize,
+    size: usize,
+    window: usize,
+    rate: f64,
+    broker_pid: Option<u32>,
     latencies: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
+    let mut a = Args {
         addr: None,
         messages: 10_000,
         cooldown_ns: 0,
         max_wait_s: 10,
+        pubs: 1,
+        subs: 1,
+        topics: 1,
+        size: 0,
+        window: 1,
+        rate: 0.0,
+        broker_pid: None,
         latencies: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        if flag == "--no-lat" {
+            a.latencies = false;
+            continue;
+        }
+        let v = it.next().ok_or(format!("{flag} needs a value; {USAGE}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {v}: {e}");
         match flag.as_str() {
-            "-a" => args.addr = Some(value()?),
-            "-m" => args.messages = value()?.parse().map_err(|e| format!("-m: {e}"))?,
-            "-c" => args.cooldown_ns = value()?.parse().map_err(|e| format!("-c: {e}"))?,
-            "-d" => args.max_wait_s = value()?.parse().map_err(|e| format!("-d: {e}"))?,
-            "--no-lat" => args.latencies = false,
-            _ => {
-                return Err(format!(
-                    "unknown flag {flag}; flags: -a ADDR -m N -c NS -d S --no-lat"
-                ));
-            }
+            "-a" => a.addr = Some(v.clone()),
+            "-m" => a.messages = v.parse().map_err(|e| bad(&e))?,
+            "-c" => a.cooldown_ns = v.parse().map_err(|e| bad(&e))?,
+            "-d" => a.max_wait_s = v.parse().map_err(|e| bad(&e))?,
+            "--pubs" => a.pubs = v.parse().map_err(|e| bad(&e))?,
+            "--subs" => a.subs = v.parse().map_err(|e| bad(&e))?,
+            "--topics" => a.topics = v.parse().map_err(|e| bad(&e))?,
+            "--size" => a.size = v.parse().map_err(|e| bad(&e))?,
+            "--window" => a.window = v.parse().map_err(|e| bad(&e))?,
+            "--rate" => a.rate = v.parse().map_err(|e| bad(&e))?,
+            "--broker-pid" => a.broker_pid = Some(v.parse().map_err(|e| bad(&e))?),
+            _ => return Err(format!("unknown flag {flag}; {USAGE}")),
         }
     }
-    Ok(args)
+    if a.pubs == 0 || a.subs == 0 || a.topics == 0 {
+        return Err("--pubs, --subs and --topics must be at least 1".into());
+    }
+    Ok(a)
 }
+
+/// One delivery seen by a subscriber: (subscriber, publisher, sequence, latency ns).
+type Seen = (usize, usize, usize, u64);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
@@ -70,81 +107,197 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             addr
         }
     };
-    let client = Client::builder(addr).listen_port(0).build()?;
     let epoch = Instant::now();
-    let (tx, rx) = mpsc::channel::<(usize, u64)>();
-    let topic = format!("benchmark/id/{}", std::process::id());
-    client.subscribe(&topic, move |msg: Message| {
-        let now = epoch.elapsed().as_nanos() as u64;
-        let mut parts = msg.data.split(',');
-        let sent: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(now);
-        let seq: usize = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(usize::MAX);
-        let _ = tx.send((seq, now.saturating_sub(sent)));
-    })?;
+    let run = format!("benchmark/id/{}", std::process::id());
+    let topic = |i: usize| format!("{run}/{}", i % args.topics);
 
+    let (tx, rx) = mpsc::channel::<Seen>();
+    let mut subscribers = Vec::new();
+    for s in 0..args.subs {
+        let client = Client::builder(addr.clone()).listen_port(0).build()?;
+        let tx: Sender<Seen> = tx.clone();
+        client.subscribe(&topic(s), move |msg: Message| {
+            let now = epoch.elapsed().as_nanos() as u64;
+            let mut f = msg.data.splitn(4, ',');
+            let mut num = || {
+                f.next()
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .unwrap_or(u64::MAX)
+            };
+            let (sent, p, seq) = (num(), num(), num());
+            let _ = tx.send((s, p as usize, seq as usize, now.saturating_sub(sent)));
+        })?;
+        subscribers.push(client);
+    }
+    drop(tx);
+    let per_pub: Vec<usize> = (0..args.pubs)
+        .map(|p| args.messages / args.pubs + usize::from(p < args.messages % args.pubs))
+        .collect();
+    // Deliveries expected: each message once for every subscriber of its topic.
+    let subs_of = |t: usize| (0..args.subs).filter(|s| s % args.topics == t).count();
+    let expected: usize = (0..args.pubs)
+        .map(|p| per_pub[p] * subs_of(p % args.topics))
+        .sum();
+
+    let cpu_before = args.broker_pid.and_then(broker_cpu_s);
     let start = epoch.elapsed().as_nanos() as u64;
-    for i in 0..args.messages {
-        let now = epoch.elapsed().as_nanos() as u64;
-        client.publish(&topic, &format!("{now},{i}"))?;
-        if args.cooldown_ns > 0 {
-            std::thread::sleep(Duration::from_nanos(args.cooldown_ns));
+    let publishers: Vec<_> = (0..args.pubs)
+        .map(|p| {
+            let (addr, topic, n) = (addr.clone(), topic(p), per_pub[p]);
+            let (window, rate, cooldown, size) =
+                (args.window, args.rate, args.cooldown_ns, args.size);
+            thread::spawn(move || publish(&addr, &topic, p, n, window, rate, cooldown, size, epoch))
+        })
+        .collect();
+    let (seen, end) = collect(&rx, expected, Duration::from_secs(args.max_wait_s), epoch);
+    for p in publishers {
+        if let Err(e) = p.join().map_err(|_| "publisher panicked".to_string())? {
+            eprintln!("publisher error: {e}");
         }
     }
-    let mut e2e = vec![0u64; args.messages];
-    let mut received = 0;
-    let mut end = start;
-    let deadline = Instant::now() + Duration::from_secs(args.max_wait_s);
-    while received < args.messages {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break;
-        };
-        let Ok((seq, lat)) = rx.recv_timeout(left) else {
-            break;
-        };
-        if let Some(slot) = e2e.get_mut(seq) {
-            if *slot == 0 {
-                received += 1;
-            }
-            *slot = lat.max(1);
-            end = epoch.elapsed().as_nanos() as u64;
-        }
-    }
-    report(&args, &e2e, received, end - start);
+    let broker = args.broker_pid.map(|pid| {
+        let cpu = broker_cpu_s(pid).zip(cpu_before).map(|(a, b)| a - b);
+        (broker_rss_kib(pid), cpu)
+    });
+    report(&args, &seen, expected, end.saturating_sub(start), broker);
     Ok(())
 }
 
-fn report(args: &Args, e2e: &[u64], received: usize, elapsed_ns: u64) {
-    let mut got: Vec<u64> = e2e.iter().copied().filter(|&l| l > 0).collect();
-    got.sort_unstable();
-    let pct = |p: f64| {
-        got.get(((got.len() as f64 * p) as usize).min(got.len().saturating_sub(1)))
+#[allow(clippy::too_many_arguments)]
+fn publish(
+    addr: &str,
+    topic: &str,
+    p: usize,
+    n: usize,
+    window: usize,
+    rate: f64,
+    cooldown_ns: u64,
+    size: usize,
+    epoch: Instant,
+) -> Result<(), String> {
+    let client = Client::builder(addr)
+        .listen_port(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut publisher = client.publisher().window(window);
+    let started = Instant::now();
+    for i in 0..n {
+        if rate > 0.0 {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        let mut data = format!("{},{p},{i},", epoch.elapsed().as_nanos());
+        data.extend(std::iter::repeat_n('x', size.saturating_sub(data.len())));
+        publisher.send(topic, &data).map_err(|e| e.to_string())?;
+        if cooldown_ns > 0 {
+            thread::sleep(Duration::from_nanos(cooldown_ns));
+        }
+    }
+    match publisher.flush().first() {
+        Some(f) => Err(format!("message {} failed: {}", f.seq, f.error)),
+        None => Ok(()),
+    }
+}
+
+/// Deliveries until `expected` arrived or `wait` passed since the last one;
+/// the time of the last delivery.
+fn collect(
+    rx: &Receiver<Seen>,
+    expected: usize,
+    wait: Duration,
+    epoch: Instant,
+) -> (Vec<Seen>, u64) {
+    let mut seen = Vec::with_capacity(expected);
+    let mut end = 0;
+    // Publishing itself may take long: the wait counts from the last arrival.
+    while seen.len() < expected {
+        match rx.recv_timeout(wait) {
+            Ok(s) => {
+                seen.push(s);
+                end = epoch.elapsed().as_nanos() as u64;
+            }
+            Err(_) => break,
+        }
+    }
+    (seen, end)
+}
+
+fn report(
+    args: &Args,
+    seen: &[Seen],
+    expected: usize,
+    elapsed_ns: u64,
+    broker: Option<(Option<u64>, Option<f64>)>,
+) {
+    let mut unique: Vec<(usize, usize, usize)> =
+        seen.iter().map(|&(sub, p, s, _)| (sub, p, s)).collect();
+    unique.sort_unstable();
+    let total = unique.len();
+    unique.dedup();
+    let dup = total - unique.len();
+    let mut lat: Vec<u64> = seen.iter().map(|s| s.3).collect();
+    lat.sort_unstable();
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
     };
-    let avg = if got.is_empty() {
-        0
-    } else {
-        got.iter().sum::<u64>() / got.len() as u64
-    };
+    let avg = lat
+        .iter()
+        .sum::<u64>()
+        .checked_div(lat.len() as u64)
+        .unwrap_or(0);
     let exp_ms = elapsed_ns as f64 / 1e6;
-    let lat = if args.latencies {
-        let list: Vec<String> = e2e.iter().map(u64::to_string).collect();
-        format!("\"e2e_packet_lat\":[{}],", list.join(","))
-    } else {
-        String::new()
-    };
-    println!(
-        "{{{lat}\"sent\":{},\"rcv\":{received},\"avge2e\":{avg},\"msgmsec\":{:.3},\"exp_time\":{exp_ms:.3},\
-         \"lost\":{},\"throughput\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1}}}",
+    let rcv = seen.len();
+    let mut out = String::from("{");
+    if args.latencies {
+        let list: Vec<String> = seen.iter().map(|s| s.3.to_string()).collect();
+        out.push_str(&format!("\"e2e_packet_lat\":[{}],", list.join(",")));
+    }
+    out.push_str(&format!(
+        "\"sent\":{},\"rcv\":{rcv},\"avge2e\":{avg},\"msgmsec\":{:.3},\"exp_time\":{exp_ms:.3},\
+         \"expected\":{expected},\"lost\":{},\"dup\":{dup},\"throughput\":{:.0},\
+         \"p50_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1},\
+         \"pubs\":{},\"subs\":{},\"topics\":{},\"window\":{},\"size\":{},\"rate\":{}",
         args.messages,
-        received as f64 / exp_ms.max(1e-9),
-        args.messages - received,
-        received as f64 / (exp_ms / 1e3).max(1e-9),
+        rcv as f64 / exp_ms.max(1e-9),
+        expected.saturating_sub(unique.len()),
+        rcv as f64 / (exp_ms / 1e3).max(1e-9),
         pct(0.50) as f64 / 1e3,
         pct(0.99) as f64 / 1e3,
-        got.last().copied().unwrap_or(0) as f64 / 1e3,
-    );
+        lat.last().copied().unwrap_or(0) as f64 / 1e3,
+        args.pubs,
+        args.subs,
+        args.topics,
+        args.window,
+        args.size,
+        args.rate,
+    ));
+    if let Some((rss, cpu)) = broker {
+        let num = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+        out.push_str(&format!(
+            ",\"broker_rss_kib\":{},\"broker_cpu_s\":{}",
+            num(rss.map(|r| r.to_string())),
+            num(cpu.map(|c| format!("{c:.3}")))
+        ));
+    }
+    out.push('}');
+    println!("{out}");
+}
+
+/// Resident set size of a process, from /proc (Linux).
+fn broker_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU seconds of a process, from /proc (Linux; 100 ticks/s).
+fn broker_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }

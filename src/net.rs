@@ -70,6 +70,11 @@ impl Connection {
         stale || stream.set_nonblocking(false).is_err()
     }
 
+    /// Whether bytes of a response have already been read from the socket.
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
     /// Buffers one request; [`Connection::flush`] sends what is buffered.
     pub(crate) fn send(
         &mut self,

@@ -92,8 +92,8 @@ impl Publisher {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        while self.in_flight.len() >= self.window {
-            self.read_one();
+        if self.in_flight.len() >= self.window {
+            self.read_answers();
         }
         let conn = match &mut self.conn {
             Some(conn) => conn,
@@ -106,7 +106,12 @@ impl Publisher {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.push_back(seq);
-        if let Err(e) = conn.send(&target, Some("application/json"), &body) {
+        // It leaves now: a paced publisher must not wait for the next send.
+        // Answers, not requests, are what the window batches.
+        if let Err(e) = conn
+            .send(&target, Some("application/json"), &body)
+            .and_then(|()| conn.flush())
+        {
             self.fail_all(&e);
         }
         Ok(seq)
@@ -116,7 +121,7 @@ impl Publisher {
     /// since the last flush, in order. Empty: every message was accepted.
     pub fn flush(&mut self) -> Vec<Failure> {
         while !self.in_flight.is_empty() {
-            self.read_one();
+            self.read_answers();
         }
         std::mem::take(&mut self.failures)
     }
@@ -124,6 +129,16 @@ impl Publisher {
     /// How many publishes await their answer.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Reads the oldest outstanding answer, waiting for it, then every later
+    /// answer that has already arrived.
+    fn read_answers(&mut self) {
+        self.read_one();
+        while !self.in_flight.is_empty() && self.conn.as_ref().is_some_and(Connection::has_buffered)
+        {
+            self.read_one();
+        }
     }
 
     /// Reads the oldest outstanding answer (sending what is buffered first).
