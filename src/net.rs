@@ -75,6 +75,16 @@ impl Connection {
         !self.reader.buffer().is_empty()
     }
 
+    /// The `Host` this connection's requests carry.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Another handle on the socket, for a writer of its own.
+    pub(crate) fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.writer.get_ref().try_clone()
+    }
+
     /// Buffers one request; [`Connection::flush`] sends what is buffered.
     pub(crate) fn send(
         &mut self,

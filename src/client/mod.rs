@@ -25,6 +25,7 @@
 mod error;
 mod heartbeat;
 mod listener;
+mod outbox;
 mod publisher;
 
 pub use error::Error;

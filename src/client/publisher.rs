@@ -5,7 +5,9 @@
 //! Owns that connection. Never retries a publish: a message whose answer was
 //! lost is reported as failed, since the broker may or may not have taken it.
 
+use super::outbox::Outbox;
 use super::{Error, Inner, publish_request, resolve, status_error};
+use crate::http;
 use crate::net::{self, Connection};
 use std::collections::VecDeque;
 use std::io;
@@ -44,11 +46,25 @@ pub struct Failure {
 /// answers: call [`Publisher::flush`] to learn them.
 pub struct Publisher {
     inner: Arc<Inner>,
-    conn: Option<Connection>,
+    conn: Option<Pipe>,
     window: usize,
     in_flight: VecDeque<u64>,
     next_seq: u64,
     failures: Vec<Failure>,
+}
+
+/// One connection: answers are read here, requests leave through the outbox.
+struct Pipe {
+    conn: Connection,
+    outbox: Outbox,
+}
+
+impl Pipe {
+    fn open(inner: &Inner) -> Result<Pipe, Error> {
+        let conn = Connection::connect(resolve(&inner.broker)?, inner.timeout)?;
+        let outbox = Outbox::start(conn.try_clone_stream()?)?;
+        Ok(Pipe { conn, outbox })
+    }
 }
 
 impl std::fmt::Debug for Publisher {
@@ -95,23 +111,18 @@ impl Publisher {
         if self.in_flight.len() >= self.window {
             self.read_answers();
         }
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let addr = resolve(&self.inner.broker)?;
-                self.conn
-                    .insert(Connection::connect(addr, self.inner.timeout)?)
-            }
+        let pipe = match &mut self.conn {
+            Some(pipe) => pipe,
+            None => self.conn.insert(Pipe::open(&self.inner)?),
         };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.push_back(seq);
-        // It leaves now: a paced publisher must not wait for the next send.
-        // Answers, not requests, are what the window batches.
-        if let Err(e) = conn
-            .send(&target, Some("application/json"), &body)
-            .and_then(|()| conn.flush())
-        {
+        let host = pipe.conn.host();
+        let queued = pipe.outbox.push(|out| {
+            http::write_request(out, "POST", &target, host, Some("application/json"), &body)
+        });
+        if let Err(e) = queued {
             self.fail_all(&e);
         }
         Ok(seq)
@@ -135,7 +146,8 @@ impl Publisher {
     /// answer that has already arrived.
     fn read_answers(&mut self) {
         self.read_one();
-        while !self.in_flight.is_empty() && self.conn.as_ref().is_some_and(Connection::has_buffered)
+        while !self.in_flight.is_empty()
+            && self.conn.as_ref().is_some_and(|p| p.conn.has_buffered())
         {
             self.read_one();
         }
@@ -143,13 +155,10 @@ impl Publisher {
 
     /// Reads the oldest outstanding answer (sending what is buffered first).
     fn read_one(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(pipe) = self.conn.as_mut() else {
             return self.fail_all(&io::Error::from(io::ErrorKind::NotConnected));
         };
-        if let Err(e) = conn.flush() {
-            return self.fail_all(&e);
-        }
-        match conn.read_response(&net::response_limits()) {
+        match pipe.conn.read_response(&net::response_limits()) {
             Ok(response) => {
                 let seq = self.in_flight.pop_front().unwrap_or_default();
                 if response.status != 202 {
