@@ -9,10 +9,16 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// How far the socket's read timeout may stray from the deadline before it
+/// is set again (each setting is a system call).
+const DEADLINE_SLACK: Duration = Duration::from_millis(100);
+
 /// Read side of a socket whose every read ends by a deadline.
 struct DeadlineReader {
     stream: TcpStream,
     deadline: Instant,
+    /// The read timeout the socket has now.
+    timeout: Option<Duration>,
 }
 
 impl Read for DeadlineReader {
@@ -21,7 +27,13 @@ impl Read for DeadlineReader {
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
         }
-        self.stream.set_read_timeout(Some(left))?;
+        if self
+            .timeout
+            .is_none_or(|t| t.abs_diff(left) > DEADLINE_SLACK)
+        {
+            self.stream.set_read_timeout(Some(left))?;
+            self.timeout = Some(left);
+        }
         self.stream.read(buf)
     }
 }
@@ -44,6 +56,7 @@ impl Connection {
         let reader = DeadlineReader {
             stream: stream.try_clone()?,
             deadline: Instant::now() + timeout,
+            timeout: None,
         };
         Ok(Connection {
             reader: BufReader::with_capacity(8 * 1024, reader),

@@ -88,6 +88,11 @@ struct State {
     stalled: bool,
     /// Bytes of message bodies queued.
     bytes: usize,
+    /// The delivery thread waits on `wake`: only then is it worth a
+    /// notification (each costs a system call).
+    sender_waiting: bool,
+    /// Publishers waiting on `room`.
+    room_waiters: usize,
 }
 
 impl State {
@@ -127,6 +132,8 @@ impl Endpoint {
                 last_alive: Instant::now(),
                 stalled: false,
                 bytes: 0,
+                sender_waiting: false,
+                room_waiters: 0,
             }),
             wake: Condvar::new(),
             room: Condvar::new(),
@@ -155,11 +162,13 @@ impl Endpoint {
                 state.stalled = true;
                 break;
             }
+            state.room_waiters += 1;
             state = self
                 .room
                 .wait_timeout(state, left)
                 .map(|(s, _)| s)
                 .unwrap_or_else(|e| e.into_inner().0);
+            state.room_waiters -= 1;
         }
         if state.closed {
             return Enqueued::Closed;
@@ -178,7 +187,9 @@ impl Endpoint {
         }
         state.bytes += size;
         state.queue.push_back(item);
-        self.wake.notify_one();
+        if state.sender_waiting {
+            self.wake.notify_one();
+        }
         outcome
     }
 
@@ -211,24 +222,22 @@ impl Endpoint {
     fn next_batch(&self, batch: &mut Vec<Item>, liveness: Option<Duration>) -> Option<()> {
         let mut state = self.lock();
         while state.queue.is_empty() && !state.closed {
-            match liveness {
-                None => state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(limit) => {
-                    let Some(deadline) = state.last_alive.checked_add(limit) else {
-                        state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
-                        continue;
-                    };
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    state = self
-                        .wake
-                        .wait_timeout(state, left)
-                        .map(|(s, _)| s)
-                        .unwrap_or_else(|e| e.into_inner().0);
-                }
+            // Overflow-safe: an absurd liveness timeout is as good as none.
+            let deadline = liveness.and_then(|limit| state.last_alive.checked_add(limit));
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return None;
             }
+            state.sender_waiting = true;
+            state = match left {
+                None => self.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => self
+                    .wake
+                    .wait_timeout(state, left)
+                    .map(|(s, _)| s)
+                    .unwrap_or_else(|e| e.into_inner().0),
+            };
+            state.sender_waiting = false;
         }
         if state.closed {
             return None;
@@ -240,7 +249,9 @@ impl Endpoint {
         if state.queue.is_empty() {
             state.stalled = false;
         }
-        self.room.notify_all();
+        if state.room_waiters > 0 {
+            self.room.notify_all();
+        }
         Some(())
     }
 }

@@ -15,6 +15,8 @@ struct State {
     closed: bool,
     /// Why writing stopped, once it has.
     failed: Option<(io::ErrorKind, String)>,
+    /// The thread waits for bytes: only then is it worth a notification.
+    idle: bool,
 }
 
 #[derive(Default)]
@@ -62,9 +64,8 @@ impl Outbox {
         if let Some((kind, message)) = &state.failed {
             return Err(io::Error::new(*kind, message.clone()));
         }
-        let was_empty = state.pending.is_empty();
         write(&mut state.pending)?;
-        if was_empty {
+        if state.idle {
             self.shared.wake.notify_one();
         }
         Ok(())
@@ -87,7 +88,9 @@ fn drain(shared: &Shared, mut stream: &TcpStream) {
         {
             let mut state = shared.lock();
             while state.pending.is_empty() && !state.closed {
+                state.idle = true;
                 state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                state.idle = false;
             }
             if state.pending.is_empty() {
                 return; // closed, and everything sent
