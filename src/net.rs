@@ -59,8 +59,8 @@ impl Connection {
             timeout: None,
         };
         Ok(Connection {
-            reader: BufReader::with_capacity(8 * 1024, reader),
-            writer: BufWriter::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(4 * 1024, reader),
+            writer: BufWriter::with_capacity(16 * 1024, stream),
             host: addr.to_string(),
             timeout,
         })
