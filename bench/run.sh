@@ -10,17 +10,6 @@ bench=./target/release/examples/benchmark
 log=$(mktemp)
 trap 'kill "$pid" 2>/dev/null; rm -f "$log"' EXIT
 
-# Start-up: exec to the ready line, median of $runs.
-startup=()
-for _ in $(seq "$runs"); do
-  t0=$(date +%s%N)
-  ./target/release/broker --bind 127.0.0.1 -p 0 2>"$log" &
-  pid=$!
-  until grep -q "listening on" "$log"; do sleep 0.001; done
-  startup+=($(( ($(date +%s%N) - t0) / 1000 )))
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-done
-
 ./target/release/broker --bind 127.0.0.1 -p 0 2>"$log" &
 pid=$!
 until grep -q "listening on" "$log"; do sleep 0.01; done
@@ -54,4 +43,4 @@ scenario "10 pubs -> 10 subs on 10 topics, W=16" -m 300000 --pubs 10 --subs 10 -
 scenario "paced 5,000 msg/s, 1 -> 1" -m 10000 --rate 5000
 echo
 echo "broker idle RSS: ${idle_rss} KiB; RSS now: $(awk '/VmRSS/ {print $2}' "/proc/$pid/status") KiB"
-echo "start-up (exec to ready line), median: $(printf '%s\n' "${startup[@]}" | median) µs"
+echo "start-up, spawn to ready line, median of 10: $("$bench" --startup ./target/release/broker | field startup_p50_us) µs"

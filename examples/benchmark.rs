@@ -18,6 +18,9 @@
 //! `expected` deliveries, `lost`, `dup`, `throughput` (deliveries/s),
 //! `p50_us`, `p99_us`, `max_us`, and with `--broker-pid` the broker's
 //! `broker_rss_kib` (at the end) and `broker_cpu_s` (during the run).
+//!
+//! `--startup PATH` instead starts the broker binary at PATH 10 times and
+//! prints how long each took from spawn to its ready line (`startup_us`).
 
 use message_broker::broker::{Broker, Config};
 use message_broker::client::{Client, Message};
@@ -91,6 +94,14 @@ fn parse_args() -> Result<Args, String> {
 type Seen = (usize, usize, usize, u64);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("--startup") {
+        return startup(
+            &argv
+                .next()
+                .ok_or("--startup needs the broker binary's path")?,
+        );
+    }
     let args = parse_args()?;
     let _running; // keeps an in-process broker alive until the end
     let addr = match &args.addr {
@@ -300,4 +311,36 @@ fn broker_cpu_s(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+/// Times exec to ready line of the broker binary at `path`, 10 times.
+fn startup(path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::{BufRead, BufReader};
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let mut child = std::process::Command::new(path)
+            .args(["--bind", "127.0.0.1", "-p", "0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let ready = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("listening on"));
+        times.push(started.elapsed().as_micros());
+        child.kill()?;
+        child.wait()?;
+        if !ready {
+            return Err("the broker exited without its ready line".into());
+        }
+    }
+    times.sort_unstable();
+    let list: Vec<String> = times.iter().map(u128::to_string).collect();
+    println!(
+        "{{\"startup_us\":[{}],\"startup_p50_us\":{}}}",
+        list.join(","),
+        times[times.len() / 2]
+    );
+    Ok(())
 }
