@@ -65,10 +65,10 @@ pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Rej
     match endpoint {
         Endpoint::Publish => {
             let topic = decode_topic(raw_topic)?;
-            let object = parse_body(body)?;
+            let mut object = parse_body(body)?;
             check_qos(&object)?;
-            let data = match object.get("data") {
-                Some(Value::String(s)) => s.clone(),
+            let data = match object.take("data") {
+                Some(Value::String(s)) => s,
                 Some(Value::Null) | None => return Err(Reject::bad("missing key \"data\"")),
                 Some(_) => return Err(Reject::bad("\"data\" must be a string")),
             };

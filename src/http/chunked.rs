@@ -21,14 +21,15 @@ use super::{HttpError, Limits, MAX_CHUNK_SIZE_LINE, take_len};
 /// See [`read_body`](super::read_body).
 pub(crate) fn read_chunked<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Vec<u8>, HttpError> {
     let mut body = Vec::new();
+    let mut line = Vec::new();
     loop {
-        let size = match read_line(r, MAX_CHUNK_SIZE_LINE)? {
-            Line::Complete { content, .. } => parse_chunk_size(&content)?,
+        let size = match read_line(r, MAX_CHUNK_SIZE_LINE, &mut line)? {
+            Line::Complete { .. } => parse_chunk_size(&line)?,
             Line::TooLong => return Err(HttpError::BadRequest("chunk size line too long")),
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
         };
         if size == 0 {
-            read_header_section(r, limits)?; // trailers: validated, then dropped
+            read_header_section(r, limits, &mut line)?; // trailers: validated, then dropped
             return Ok(body);
         }
         let fits = usize::try_from(size)
@@ -43,7 +44,7 @@ pub(crate) fn read_chunked<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Vec
         if take_len(body.len() - before) < size {
             return Err(HttpError::UnexpectedEof);
         }
-        match read_line(r, 2)? {
+        match read_line(r, 2, &mut line)? {
             Line::Complete { .. } => {}
             Line::TooLong => return Err(HttpError::BadRequest("missing crlf after chunk data")),
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),

@@ -8,6 +8,7 @@
 //! colon, control characters in a value).
 
 use std::io::BufRead;
+use std::ops::Range;
 
 use super::line::{Line, read_line};
 use super::{HttpError, Limits, is_token};
@@ -31,7 +32,10 @@ use super::{HttpError, Limits, is_token};
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    fields: Vec<(String, String)>,
+    /// Every name and value, one after the other: one allocation for all.
+    text: String,
+    /// Where each field's name and value lie in `text`.
+    fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl Headers {
@@ -44,23 +48,40 @@ impl Headers {
     /// of SP/HTAB; neither name nor value is otherwise checked.
     pub fn append(&mut self, name: &str, value: &str) {
         let value = value.trim_matches([' ', '\t']);
-        self.fields.push((name.to_owned(), value.to_owned()));
+        self.push(name.as_bytes(), value.as_bytes());
+    }
+
+    /// Adds raw bytes as a field; bytes that are not UTF-8 become U+FFFD.
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let mut add = |bytes: &[u8]| {
+            let start = self.text.len();
+            match std::str::from_utf8(bytes) {
+                Ok(s) => self.text.push_str(s),
+                Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+            }
+            start..self.text.len()
+        };
+        let (name, value) = (add(name), add(value));
+        self.fields.push((name, value));
+    }
+
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        let text = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
+        self.fields.iter().map(move |(n, v)| (text(n), text(v)))
     }
 
     /// The value of the first field called `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
+        self.fields()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// The values of every field called `name`, in arrival order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.fields
-            .iter()
+        self.fields()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Whether a field called `name` is present.
@@ -70,7 +91,7 @@ impl Headers {
 
     /// Every field as `(name, value)`, in arrival order, names as received.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.fields()
     }
 
     /// The number of fields (lines), counting repeated names separately.
@@ -108,30 +129,31 @@ impl Headers {
 pub(crate) fn read_header_section<R: BufRead>(
     r: &mut R,
     limits: &Limits,
+    line: &mut Vec<u8>,
 ) -> Result<Headers, HttpError> {
     let mut headers = Headers::new();
     let mut used = 0usize;
     loop {
         let remaining = limits.max_header_bytes.saturating_sub(used);
         // Two extra bytes so that the CRLF ending the section always fits.
-        match read_line(r, remaining.saturating_add(2))? {
+        match read_line(r, remaining.saturating_add(2), line)? {
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
             Line::TooLong => return Err(HttpError::HeadersTooLarge),
-            Line::Complete { content, .. } if content.is_empty() => return Ok(headers),
-            Line::Complete { content, wire_len } => {
+            Line::Complete { .. } if line.is_empty() => return Ok(headers),
+            Line::Complete { wire_len } => {
                 if wire_len > remaining || headers.len() >= limits.max_headers {
                     return Err(HttpError::HeadersTooLarge);
                 }
                 used += wire_len;
-                let (name, value) = parse_field_line(&content)?;
-                headers.fields.push((name, value));
+                let (name, value) = parse_field_line(line)?;
+                headers.push(name, value);
             }
         }
     }
 }
 
 /// Parses `name ":" OWS value OWS` (RFC 9112 section 5).
-fn parse_field_line(line: &[u8]) -> Result<(String, String), HttpError> {
+fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
         return Err(HttpError::BadRequest("obsolete line folding"));
     }
@@ -154,10 +176,7 @@ fn parse_field_line(line: &[u8]) -> Result<(String, String), HttpError> {
         return Err(HttpError::BadRequest("invalid header value"));
     }
     // Names are ASCII tokens; values may hold obs-text, kept as U+FFFD where not UTF-8.
-    Ok((
-        String::from_utf8_lossy(name).into_owned(),
-        String::from_utf8_lossy(value).into_owned(),
-    ))
+    Ok((name, value))
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {
@@ -176,8 +195,12 @@ mod tests {
 
     fn read(input: &[u8], limits: &Limits) -> Result<Vec<(String, String)>, String> {
         let mut r = input;
-        read_header_section(&mut r, limits)
-            .map(|h| h.fields)
+        read_header_section(&mut r, limits, &mut Vec::new())
+            .map(|h| {
+                h.iter()
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect()
+            })
             .map_err(|e| format!("{e:?}"))
     }
 

@@ -13,24 +13,29 @@ use super::{HttpError, take_len};
 /// What [`read_line`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Line {
-    /// A complete line: its content without the line ending, and how many bytes it took on the
-    /// wire (content plus CRLF or LF).
-    Complete { content: Vec<u8>, wire_len: usize },
+    /// A complete line, now in the caller's buffer without its line ending; how many bytes it
+    /// took on the wire (content plus CRLF or LF).
+    Complete { wire_len: usize },
     /// `max_len` bytes arrived without a line feed.
     TooLong,
     /// The reader ended before a line feed; `partial` if some bytes of the line arrived.
     Eof { partial: bool },
 }
 
-/// Reads one line of at most `max_len` bytes including its line ending.
+/// Reads one line of at most `max_len` bytes including its line ending into `buf` (cleared
+/// first; the caller reuses it, so that reading a message does not allocate per line).
 ///
 /// # Errors
 ///
 /// [`HttpError::BadRequest`] if a complete line contains a CR that is not part of its final
 /// CRLF, [`HttpError::Io`] for transport errors.
-pub(crate) fn read_line<R: BufRead>(r: &mut R, max_len: usize) -> Result<Line, HttpError> {
-    let mut buf = Vec::new();
-    let n = r.take(take_len(max_len)).read_until(b'\n', &mut buf)?;
+pub(crate) fn read_line<R: BufRead>(
+    r: &mut R,
+    max_len: usize,
+    buf: &mut Vec<u8>,
+) -> Result<Line, HttpError> {
+    buf.clear();
+    let n = r.take(take_len(max_len)).read_until(b'\n', buf)?;
     if buf.last() != Some(&b'\n') {
         return Ok(if n >= max_len {
             Line::TooLong
@@ -45,40 +50,50 @@ pub(crate) fn read_line<R: BufRead>(r: &mut R, max_len: usize) -> Result<Line, H
     if buf.contains(&b'\r') {
         return Err(HttpError::BadRequest("bare cr"));
     }
-    Ok(Line::Complete {
-        content: buf,
-        wire_len: n,
-    })
+    Ok(Line::Complete { wire_len: n })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn complete(s: &[u8], wire_len: usize) -> Line {
-        Line::Complete {
-            content: s.to_vec(),
-            wire_len,
-        }
+    /// A line read, with the buffer's content when it is complete.
+    type Read = (Line, Vec<u8>);
+
+    /// What a complete line reads as: the line, and the content left in the buffer.
+    fn complete(s: &[u8], wire_len: usize) -> Read {
+        (Line::Complete { wire_len }, s.to_vec())
+    }
+
+    /// Reads a line; a complete one comes with the buffer's content.
+    fn read(r: &mut &[u8], max: usize) -> Result<Read, HttpError> {
+        let mut buf = Vec::new();
+        let line = read_line(r, max, &mut buf)?;
+        let content = if matches!(line, Line::Complete { .. }) {
+            buf
+        } else {
+            Vec::new()
+        };
+        Ok((line, content))
     }
 
     #[test]
     fn read_line_table() {
-        let cases: &[(&[u8], usize, Result<Line, &str>)] = &[
+        let cases: &[(&[u8], usize, Result<Read, &str>)] = &[
             (b"abc\r\nrest", 10, Ok(complete(b"abc", 5))),
             (b"abc\nrest", 10, Ok(complete(b"abc", 4))),
             (b"abc\r\n", 5, Ok(complete(b"abc", 5))),
-            (b"abcd\r\n", 5, Ok(Line::TooLong)),
+            (b"abcd\r\n", 5, Ok((Line::TooLong, Vec::new()))),
             (b"\r\n", 2, Ok(complete(b"", 2))),
             (b"\n", 2, Ok(complete(b"", 1))),
-            (b"abc", 10, Ok(Line::Eof { partial: true })),
-            (b"", 10, Ok(Line::Eof { partial: false })),
+            (b"abc", 10, Ok((Line::Eof { partial: true }, Vec::new()))),
+            (b"", 10, Ok((Line::Eof { partial: false }, Vec::new()))),
             (b"a\rb\r\n", 10, Err("bare cr")),
             (b"ab\r\r\n", 10, Err("bare cr")),
         ];
         for (input, max, want) in cases {
             let mut r: &[u8] = input;
-            let got = read_line(&mut r, *max).map_err(|e| match e {
+            let got = read(&mut r, *max).map_err(|e| match e {
                 HttpError::BadRequest(s) => s,
                 _ => "other",
             });
@@ -89,7 +104,7 @@ mod tests {
     #[test]
     fn read_line_leaves_the_rest_unread() {
         let mut r: &[u8] = b"one\r\ntwo\n";
-        assert_eq!(read_line(&mut r, 100).ok(), Some(complete(b"one", 5)));
+        assert_eq!(read(&mut r, 100).ok(), Some(complete(b"one", 5)));
         assert_eq!(r, b"two\n");
     }
 }

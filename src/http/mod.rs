@@ -46,6 +46,15 @@ mod response;
 mod uri;
 mod write;
 
+/// `bytes` as a `String`, invalid UTF-8 replaced by U+FFFD. Valid input (the
+/// usual case) takes the fast validation path.
+pub(crate) fn string_lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod fuzz_tests;
 

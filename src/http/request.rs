@@ -132,13 +132,14 @@ pub fn read_request_head<R: BufRead>(
     if !skip_empty_lines(r)? {
         return Ok(None);
     }
-    let line = match read_line(r, limits.max_request_line.saturating_add(2))? {
-        Line::Complete { content, .. } if content.len() <= limits.max_request_line => content,
+    let mut line = Vec::new();
+    match read_line(r, limits.max_request_line.saturating_add(2), &mut line)? {
+        Line::Complete { .. } if line.len() <= limits.max_request_line => {}
         Line::Complete { .. } | Line::TooLong => return Err(HttpError::UriTooLong),
         Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
     };
     let (method, target, version) = parse_request_line(&line)?;
-    let headers = read_header_section(r, limits)?;
+    let headers = read_header_section(r, limits, &mut line)?;
     let framing = message_framing(version, &headers)?.unwrap_or(BodyFraming::Empty);
     let expect_continue = match version {
         Version::Http11 => expects_continue(&headers)?,
@@ -172,7 +173,7 @@ fn skip_empty_lines<R: BufRead>(r: &mut R) -> Result<bool, HttpError> {
                 if skipped == MAX_LEADING_EMPTY_LINES {
                     return Err(HttpError::BadRequest("too many empty lines"));
                 }
-                match read_line(r, 2)? {
+                match read_line(r, 2, &mut Vec::new())? {
                     Line::Complete { .. } => skipped += 1,
                     Line::TooLong => return Err(HttpError::BadRequest("bare cr")),
                     Line::Eof { .. } => return Ok(false),
@@ -203,8 +204,8 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
     let version = Version::parse(version)?;
     // Both are printable ASCII by now, so the lossy conversion is exact.
     Ok((
-        String::from_utf8_lossy(method).into_owned(),
-        String::from_utf8_lossy(target).into_owned(),
+        super::string_lossy(method),
+        super::string_lossy(target),
         version,
     ))
 }

@@ -62,9 +62,10 @@ pub struct Response {
 /// # Ok::<(), message_broker::http::HttpError>(())
 /// ```
 pub fn read_response<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Response, HttpError> {
+    let mut line = Vec::new();
     for skipped in 0..=MAX_INTERIM_RESPONSES {
-        let line = match read_line(r, limits.max_request_line.saturating_add(2))? {
-            Line::Complete { content, .. } if content.len() <= limits.max_request_line => content,
+        match read_line(r, limits.max_request_line.saturating_add(2), &mut line)? {
+            Line::Complete { .. } if line.len() <= limits.max_request_line => {}
             Line::Complete { .. } | Line::TooLong => {
                 return Err(HttpError::BadRequest("status line too long"));
             }
@@ -72,7 +73,7 @@ pub fn read_response<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Response,
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
         };
         let (version, status, reason) = parse_status_line(&line)?;
-        let headers = read_header_section(r, limits)?;
+        let headers = read_header_section(r, limits, &mut line)?;
         if (100..200).contains(&status) && status != 101 {
             continue;
         }
@@ -138,11 +139,7 @@ fn parse_status_line(line: &[u8]) -> Result<(Version, u16, String), HttpError> {
     {
         return Err(HttpError::BadRequest("invalid reason phrase"));
     }
-    Ok((
-        version,
-        status,
-        String::from_utf8_lossy(reason).into_owned(),
-    ))
+    Ok((version, status, super::string_lossy(reason)))
 }
 
 /// A body delimited by the end of the connection, at most `limits.max_body` bytes.

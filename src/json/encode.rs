@@ -17,24 +17,50 @@
 pub fn write_string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => push_u_escape(out, c),
-            _ => out.push(c),
+    let bytes = s.as_bytes();
+    // Bytes that need no escape are copied in runs; a run ends only before
+    // an ASCII byte or the first byte of U+2028/U+2029, so every slice of
+    // `s` taken here falls on char boundaries.
+    let (mut run, mut i) = (0, 0);
+    while let Some(&b) = bytes.get(i) {
+        let (len, escape) = match b {
+            b'"' => (1, Escape::Text("\\\"")),
+            b'\\' => (1, Escape::Text("\\\\")),
+            b'\n' => (1, Escape::Text("\\n")),
+            b'\r' => (1, Escape::Text("\\r")),
+            b'\t' => (1, Escape::Text("\\t")),
+            0..=0x1f | b'<' | b'>' | b'&' => (1, Escape::Unicode(u32::from(b))),
+            0xE2 if bytes.get(i + 1) == Some(&0x80)
+                && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9)) =>
+            {
+                let last = bytes.get(i + 2).copied().unwrap_or(0xA8);
+                (3, Escape::Unicode(0x2028 + u32::from(last - 0xA8)))
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(s.get(run..i).unwrap_or_default());
+        match escape {
+            Escape::Text(text) => out.push_str(text),
+            Escape::Unicode(code) => push_u_escape(out, code),
         }
+        i += len;
+        run = i;
     }
+    out.push_str(s.get(run..).unwrap_or_default());
     out.push('"');
 }
 
-/// Appends `\uXXXX` for a char in the Basic Multilingual Plane.
-fn push_u_escape(out: &mut String, c: char) {
+enum Escape {
+    Text(&'static str),
+    Unicode(u32),
+}
+
+/// Appends `\uXXXX` for a code point in the Basic Multilingual Plane.
+fn push_u_escape(out: &mut String, code: u32) {
     out.push_str("\\u");
-    let code = u32::from(c);
     for shift in [12, 8, 4, 0] {
         out.push(char::from_digit((code >> shift) & 0xF, 16).unwrap_or('0'));
     }

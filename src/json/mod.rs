@@ -118,6 +118,22 @@ impl Object {
             .map(|(_, value)| value)
     }
 
+    /// Like [`Object::get`], but moves the value out (leaving `Null`), to
+    /// spare a copy of a large string.
+    ///
+    /// ```
+    /// use message_broker::json::{parse_object, Value};
+    ///
+    /// let mut object = parse_object(br#"{"data":"x"}"#).unwrap();
+    /// assert_eq!(object.take("DATA"), Some(Value::String("x".into())));
+    /// ```
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        let mut newest_first = self.entries.iter_mut().rev();
+        newest_first
+            .find(|(k, _)| keys_match(k, key))
+            .map(|(_, value)| std::mem::replace(value, Value::Null))
+    }
+
     /// Like [`Object::get`], but only returns string values.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key)?.as_str()
