@@ -35,32 +35,58 @@ fn go_available() -> bool {
     false
 }
 
-/// A `go run` of one of `tests/go/*.go`; output goes to a file (a pipe read
-/// only at the end could fill and stall the program). Killed when dropped.
+/// One of `tests/go/*.go`, built with `go build` and run as its own process
+/// (not under `go run`, whose child would outlive a kill). Output goes to a
+/// file: a pipe read only at the end could fill and stall the program.
+/// Killed when dropped.
 struct GoProgram {
     child: Child,
     output: PathBuf,
+    binary: PathBuf,
 }
 
 impl GoProgram {
     fn start(file: &str, args: &[&str]) -> GoProgram {
-        let program = format!("{}/tests/go/{file}", env!("CARGO_MANIFEST_DIR"));
-        let output = std::env::temp_dir().join(format!("go-{file}-{}.out", std::process::id()));
-        let out = File::create(&output).unwrap();
-        let child = Command::new("go")
-            .arg("run")
-            .arg(&program)
-            .args(args)
+        let source = format!("{}/tests/go/{file}", env!("CARGO_MANIFEST_DIR"));
+        let stem = format!(
+            "go-{file}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        );
+        let stem: String = stem
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let binary = std::env::temp_dir().join(&stem);
+        let output = std::env::temp_dir().join(format!("{stem}.out"));
+        let built = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg(&source)
             .env(
                 "GOCACHE",
                 std::env::temp_dir().join("message-broker-go-cache"),
             )
             .env("GO111MODULE", "off")
+            .output()
+            .expect("run go build");
+        assert!(
+            built.status.success(),
+            "go build {file}: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let out = File::create(&output).unwrap();
+        let child = Command::new(&binary)
+            .args(args)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .expect("start go");
-        GoProgram { child, output }
+            .expect("start the Go program");
+        GoProgram {
+            child,
+            output,
+            binary,
+        }
     }
 
     fn output(&self) -> String {
@@ -89,6 +115,7 @@ impl Drop for GoProgram {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.output);
+        let _ = std::fs::remove_file(&self.binary);
     }
 }
 
