@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
@@ -27,6 +27,10 @@ struct State {
 /// Requests closer together than this count as a burst, sent by the thread.
 const BURST_GAP: Duration = Duration::from_micros(20);
 
+/// Larger pending bytes are always left to the thread, so that a slow
+/// reader at the other end never blocks the caller.
+const DIRECT_MAX: usize = 16 * 1024;
+
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
@@ -40,11 +44,11 @@ impl Shared {
 }
 
 /// The write side of a connection, drained by its own thread. Dropping it
-/// sends what is pending (within the socket's write timeout), then stops.
+/// does not wait: the thread sends what is pending, then ends (each write
+/// bounded by the socket's write timeout; [`Outbox::abort`] ends it at once).
 pub(super) struct Outbox {
     shared: Arc<Shared>,
     stream: TcpStream,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Outbox {
@@ -52,14 +56,10 @@ impl Outbox {
     pub(super) fn start(stream: TcpStream) -> io::Result<Outbox> {
         let shared = Arc::new(Shared::default());
         let (s, writer) = (shared.clone(), stream.try_clone()?);
-        let thread = thread::Builder::new()
+        thread::Builder::new()
             .name("client publisher writer".into())
             .spawn(move || drain(&s, &writer))?;
-        Ok(Outbox {
-            shared,
-            stream,
-            thread: Some(thread),
-        })
+        Ok(Outbox { shared, stream })
     }
 
     /// Appends bytes for the thread to send.
@@ -74,16 +74,16 @@ impl Outbox {
         if let Some((kind, message)) = &state.failed {
             return Err(io::Error::new(*kind, message.clone()));
         }
-        write(&mut state.pending)?;
-        let now = Instant::now();
-        let in_burst = state
-            .last_push
-            .is_some_and(|t| now.duration_since(t) < BURST_GAP);
-        state.last_push = Some(now);
+        // The gap is the caller's pause since its last push returned, not the
+        // time it takes to build a (large) request.
+        let in_burst = state.last_push.is_some_and(|t| t.elapsed() < BURST_GAP);
+        let written = write(&mut state.pending);
+        state.last_push = Some(Instant::now());
+        written?;
         if !state.idle {
             return Ok(()); // the thread is at work and will take these bytes
         }
-        if in_burst {
+        if in_burst || state.pending.len() > DIRECT_MAX {
             self.shared.wake.notify_one();
             return Ok(());
         }
@@ -99,13 +99,19 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Gives the connection up: what is pending is not sent, and the
+    /// thread's current write fails at once.
+    pub(super) fn abort(&self) {
+        self.shared.lock().pending.clear();
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl Drop for Outbox {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -111,6 +111,11 @@ impl Publisher {
         if self.in_flight.len() >= self.window {
             self.read_answers();
         }
+        // With nothing in flight, a connection the broker closed (its idle
+        // timeout) is replaced before it swallows a request.
+        if self.in_flight.is_empty() && self.conn.as_ref().is_some_and(|p| p.conn.is_stale()) {
+            self.drop_pipe();
+        }
         let pipe = match &mut self.conn {
             Some(pipe) => pipe,
             None => self.conn.insert(Pipe::open(&self.inner)?),
@@ -122,8 +127,12 @@ impl Publisher {
         let queued = pipe.outbox.push(|out| {
             http::write_request(out, "POST", &target, host, Some("application/json"), &body)
         });
-        if let Err(e) = queued {
-            self.fail_all(&e);
+        if queued.is_err() {
+            // The broker may have answered some requests before it closed
+            // (after a 413, say): read those answers, then fail the rest.
+            while !self.in_flight.is_empty() {
+                self.read_one();
+            }
         }
         Ok(seq)
     }
@@ -181,9 +190,16 @@ impl Publisher {
         }
     }
 
+    /// Gives the connection up, unsent requests with it.
+    fn drop_pipe(&mut self) {
+        if let Some(pipe) = self.conn.take() {
+            pipe.outbox.abort();
+        }
+    }
+
     /// Every outstanding publish failed with `e`; the connection is dropped.
     fn fail_all(&mut self, e: &io::Error) {
-        self.conn = None;
+        self.drop_pipe();
         for seq in self.in_flight.drain(..) {
             self.failures.push(Failure {
                 seq,
