@@ -5,20 +5,27 @@
 
 use super::Inner;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// How often the loop looks at the clock; the re-subscription happens at most
-/// this long after it is due.
+/// How often the loop looks at the clock; the broker's calls are noticed, and
+/// the re-subscription happens, at most this long late.
 const TICK: Duration = Duration::from_millis(500);
 
 /// Runs until `stop` is dropped (the client closes).
 pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
     let mut next_beat = Instant::now() + inner.heartbeat_interval;
+    let mut calls_seen = 0;
     loop {
         match stop.recv_timeout(TICK) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
+        }
+        let calls = inner.broker_calls.load(Ordering::Relaxed);
+        if calls != calls_seen {
+            calls_seen = calls;
+            *inner.lock_broker_seen() = Instant::now();
         }
         let topics = inner.topics();
         if topics.is_empty() {

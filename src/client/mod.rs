@@ -125,6 +125,7 @@ impl Builder {
             conn: Mutex::new(None),
             callbacks: Mutex::new(HashMap::new()),
             broker_seen: Mutex::new(Instant::now()),
+            broker_calls: AtomicU64::new(0),
             accepted: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -163,8 +164,11 @@ struct Inner {
     /// The persistent connection to the broker, for every request.
     conn: Mutex<Option<Connection>>,
     callbacks: Mutex<HashMap<String, Callback>>,
-    /// When the broker last called us (message or heartbeat).
+    /// When the broker was last seen calling us (message or heartbeat),
+    /// as far as the heartbeat thread has noticed.
     broker_seen: Mutex<Instant>,
+    /// Calls from the broker so far; counted by the listener.
+    broker_calls: AtomicU64,
     /// The broker's connections to our listener, to shut down on close.
     accepted: Mutex<HashMap<u64, TcpStream>>,
     next_conn_id: AtomicU64,

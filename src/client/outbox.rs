@@ -62,24 +62,21 @@ impl Outbox {
         Ok(Outbox { shared, stream })
     }
 
-    /// Appends bytes for the thread to send.
+    /// Appends `bytes` for the thread to send (or, after a pause, sends them).
     ///
     /// # Errors
     /// Writing has failed; the connection is useless.
-    pub(super) fn push(
-        &self,
-        write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
-    ) -> io::Result<()> {
+    pub(super) fn push(&self, bytes: &[u8]) -> io::Result<()> {
+        let now = Instant::now();
         let mut state = self.shared.lock();
         if let Some((kind, message)) = &state.failed {
             return Err(io::Error::new(*kind, message.clone()));
         }
-        // The gap is the caller's pause since its last push returned, not the
-        // time it takes to build a (large) request.
-        let in_burst = state.last_push.is_some_and(|t| t.elapsed() < BURST_GAP);
-        let written = write(&mut state.pending);
-        state.last_push = Some(Instant::now());
-        written?;
+        let in_burst = state
+            .last_push
+            .is_some_and(|t| now.duration_since(t) < BURST_GAP);
+        state.last_push = Some(now);
+        state.pending.extend_from_slice(bytes);
         if !state.idle {
             return Ok(()); // the thread is at work and will take these bytes
         }

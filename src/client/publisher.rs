@@ -51,6 +51,8 @@ pub struct Publisher {
     in_flight: VecDeque<u64>,
     next_seq: u64,
     failures: Vec<Failure>,
+    /// The request being sent, reused from one send to the next.
+    request: Vec<u8>,
 }
 
 /// One connection: answers are read here, requests leave through the outbox.
@@ -86,6 +88,7 @@ impl Publisher {
             in_flight: VecDeque::new(),
             next_seq: 0,
             failures: Vec::new(),
+            request: Vec::new(),
         }
     }
 
@@ -120,13 +123,20 @@ impl Publisher {
             Some(pipe) => pipe,
             None => self.conn.insert(Pipe::open(&self.inner)?),
         };
+        // Built outside the outbox's lock, so its thread is not held up.
+        self.request.clear();
+        http::write_request(
+            &mut self.request,
+            "POST",
+            &target,
+            pipe.conn.host(),
+            Some("application/json"),
+            &body,
+        )?;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.push_back(seq);
-        let host = pipe.conn.host();
-        let queued = pipe.outbox.push(|out| {
-            http::write_request(out, "POST", &target, host, Some("application/json"), &body)
-        });
+        let queued = pipe.outbox.push(&self.request);
         if queued.is_err() {
             // The broker may have answered some requests before it closed
             // (after a 413, say): read those answers, then fail the rest.
