@@ -139,11 +139,7 @@ fn unreachable_broker_is_an_error_within_the_timeout() {
 fn close_frees_the_listen_port() {
     let broker = BrokerProcess::start(&[]);
     let c = client(&broker);
-    let (tx, rx) = mpsc::channel();
-    c.subscribe("t", move |m| {
-        let _ = tx.send(m);
-    })
-    .unwrap();
+    let rx = support::subscribe_channel(&c, "t");
     support::publish(broker.addr, "t", "hi");
     assert_eq!(rx.recv_timeout(WAIT).unwrap().data, "hi");
     let port = c.listen_port();

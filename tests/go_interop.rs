@@ -8,11 +8,10 @@
 
 mod support;
 
-use message_broker::client::{Client, Message};
+use message_broker::client::Client;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::{BrokerProcess, WAIT};
 
@@ -158,10 +157,7 @@ fn our_client_against_a_go_net_http_broker() {
         .heartbeat_interval(Duration::from_millis(200))
         .build()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<Message>();
-    client
-        .subscribe("from/go", move |m| drop(tx.send(m)))
-        .unwrap();
+    let rx = support::subscribe_channel(&client, "from/go");
     for i in 0..500 {
         client
             .publish("from/go", &format!("<{i}> & \"rust\""))

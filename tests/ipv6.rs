@@ -3,8 +3,7 @@
 
 mod support;
 
-use message_broker::client::{Client, Message};
-use std::sync::mpsc;
+use message_broker::client::Client;
 use support::{BrokerProcess, RawSubscriber, WAIT};
 
 #[test]
@@ -20,8 +19,7 @@ fn ipv6_broker_delivers_to_ipv6_raw_subscribers_and_the_client() {
         .listen_port(0)
         .build()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<Message>();
-    client.subscribe("six", move |m| drop(tx.send(m))).unwrap();
+    let rx = support::subscribe_channel(&client, "six");
     client.publish("six", "over v6").unwrap();
 
     assert_eq!(first.recv_data(1), ["over v6"]);

@@ -3,8 +3,7 @@
 
 mod support;
 
-use message_broker::client::{Client, Message};
-use std::sync::mpsc;
+use message_broker::client::Client;
 use std::time::{Duration, Instant};
 use support::{BrokerProcess, RawSubscriber, WAIT};
 
@@ -16,8 +15,7 @@ fn closed_subscriber_is_removed_and_others_keep_receiving() {
         .listen_port(0)
         .build()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<Message>();
-    doomed.subscribe("news", move |m| drop(tx.send(m))).unwrap();
+    let rx = support::subscribe_channel(&doomed, "news");
     support::subscribe(broker.addr, "news", alive.port);
 
     support::publish(broker.addr, "news", "first");
@@ -94,10 +92,7 @@ fn client_receives_again_after_a_broker_restart_on_the_same_port() {
         .listen_port(0)
         .build()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<Message>();
-    client
-        .subscribe("restart", move |m| drop(tx.send(m)))
-        .unwrap();
+    let rx = support::subscribe_channel(&client, "restart");
     support::publish(broker.addr, "restart", "before");
     assert_eq!(rx.recv_timeout(WAIT).unwrap().data, "before");
 

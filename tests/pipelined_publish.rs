@@ -4,9 +4,8 @@
 
 mod support;
 
-use message_broker::client::{Client, Message};
+use message_broker::client::Client;
 use std::collections::HashMap;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::{BrokerProcess, RawSubscriber};
 
@@ -17,10 +16,7 @@ fn three_pipelined_publishers_window_64_deliver_everything_once_in_order() {
         .listen_port(0)
         .build()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<Message>();
-    subscriber
-        .subscribe("fast", move |m| drop(tx.send(m)))
-        .unwrap();
+    let rx = support::subscribe_channel(&subscriber, "fast");
 
     let per_publisher = 3000;
     let publishers: Vec<_> = (0..3)

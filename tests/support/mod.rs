@@ -11,6 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Subscribes `client` to `topic`; its messages arrive on the returned channel.
+pub fn subscribe_channel(
+    client: &message_broker::client::Client,
+    topic: &str,
+) -> Receiver<message_broker::client::Message> {
+    let (tx, rx) = mpsc::channel();
+    client
+        .subscribe(topic, move |m| {
+            let _ = tx.send(m);
+        })
+        .expect("subscribe");
+    rx
+}
+
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
