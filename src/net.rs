@@ -127,6 +127,17 @@ impl Connection {
     }
 }
 
+/// Whether `e` says the peer closed or reset the connection: on a reused
+/// connection, the sign that it had closed it while idle, before it saw our
+/// request.
+pub(crate) fn is_peer_close(e: &io::Error) -> bool {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
 /// Limits for reading a response: small, since answers here carry at most a
 /// short reason.
 pub(crate) fn response_limits() -> Limits {

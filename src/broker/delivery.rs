@@ -371,12 +371,9 @@ fn exchange(conn: &mut Connection, items: &[Item]) -> Result<(usize, bool), Fail
 /// The peer closed without a byte of answer: it had likely closed the idle
 /// connection before it saw our request.
 fn is_silent_close(e: &crate::http::HttpError) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
     match e {
         crate::http::HttpError::UnexpectedEof => true,
-        crate::http::HttpError::Io(io) => {
-            matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
-        }
+        crate::http::HttpError::Io(io) => net::is_peer_close(io),
         _ => false,
     }
 }

@@ -224,7 +224,7 @@ impl Inner {
         match first {
             // The broker closed the idle connection as we wrote: once more on
             // a fresh one, as HTTP clients do.
-            Err(Error::Io(ref e)) if reused && is_silent_close(e) => {
+            Err(Error::Io(ref e)) if reused && net::is_peer_close(e) => {
                 self.exchange(&mut conn, false, target, body)
             }
             Err(Error::Http(HttpError::UnexpectedEof)) if reused => {
@@ -288,7 +288,7 @@ fn send_and_read(conn: &mut Connection, target: &str, body: &[u8]) -> Result<boo
     // body: then its answer says more than our broken write. After any other
     // write error (a timeout) there is nothing to wait for.
     if let Err(e) = sent {
-        if !is_silent_close(&e) {
+        if !net::is_peer_close(&e) {
             return Err(Error::Io(e));
         }
         return match conn.read_response(&net::response_limits()) {
@@ -308,14 +308,6 @@ fn status_error(response: &crate::http::Response) -> Error {
         status: response.status,
         reason: String::from_utf8_lossy(&response.body).trim().to_owned(),
     }
-}
-
-fn is_silent_close(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-    matches!(
-        e.kind(),
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-    )
 }
 
 /// A publish/subscribe client. See the [module docs](self).
