@@ -1,43 +1,23 @@
-//! The `broker` command line: flags to a [`Config`], or to a help or version
-//! request. Pure: it reads the arguments it is given, nothing else.
+//! The `broker` command line: flags and `BROKER_*` environment variables to
+//! a [`Config`], or to a help, version or health-check request. Pure: it
+//! reads the arguments and the variable lookup it is given, nothing else.
+//!
+//! Every option is one row of [`OPTIONS`]; the help text is made from it.
 
-use crate::broker::{Config, DEFAULT_PORT};
+use crate::broker::Config;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
-
-/// The `--help` text.
-pub const HELP: &str = "\
-broker: a small publish/subscribe broker, wire-compatible with the Go Message-Broker
-
-Usage: broker [OPTIONS]
-
-Publishers send POST /pub/{topic} with {\"data\":\"...\"}; subscribers send
-POST /sub/{topic} with {\"port\":\"N\"} and are called back on that port with
-POST /msg. See README.md for the protocol.
-
-Options:
-  -p, --port PORT              TCP port to listen on; 0 takes a free one [default: 9999]
-  -b, --bind ADDR              IP address to listen on; :: for IPv6 [default: 0.0.0.0]
-      --max-payload BYTES      largest request body accepted, else 413 [default: 1048576]
-      --max-connections N      connections served at once; more get 503 [default: 1024]
-      --enqueue-wait MS        how long a publish waits for room in a full subscriber
-                               queue before dropping its oldest message [default: 50]
-      --log-level LEVEL        error, warn, info or debug, to stderr [default: info]
-      --liveness-timeout SECS  drop a subscriber with no delivery and no heartbeat
-                               for this long; 0 never drops one [default: 10]
-  -h, --help                   print this help and exit
-  -V, --version                print the version and exit
-
-The broker logs to stderr; it says `listening on ADDR` when it is ready.
-";
 
 /// What the command line asks for.
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Run the broker with this configuration.
     Run(Config),
-    /// Print [`HELP`].
+    /// Ask the broker at this configuration's address for `GET /healthz`
+    /// (`broker healthcheck [-p PORT] [-b ADDR]`): exit 0 if healthy, else 1.
+    Healthcheck(Config),
+    /// Print [`help`].
     Help,
     /// Print the version.
     Version,
@@ -55,9 +35,141 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-/// Parses the arguments after the program name. Flags take their value as
-/// the next argument or after `=` (`-p 9999`, `--port=9999`), and, as Go's
-/// flag package allows, with one dash or two.
+/// One option: its flags, its environment variable, and how it sets a
+/// [`Config`] field.
+pub struct Opt {
+    /// One-letter flag, if any (`p` for `-p`).
+    pub short: Option<&'static str>,
+    /// Long flag without dashes (`port`).
+    pub long: &'static str,
+    /// The environment variable (`BROKER_PORT`).
+    pub env: &'static str,
+    /// What the value is, for the help text.
+    pub value: &'static str,
+    /// The default, as shown in the help text.
+    pub default: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+/// Every option, in the order `--help` lists them.
+#[rustfmt::skip]
+pub const OPTIONS: &[Opt] = &[
+    Opt { short: Some("p"), long: "port", env: "BROKER_PORT", value: "PORT", default: "9999",
+        help: "TCP port to listen on; 0 takes a free one",
+        set: |c, v| { c.port = number(v)?; Ok(()) } },
+    Opt { short: Some("b"), long: "bind", env: "BROKER_BIND", value: "ADDR", default: "0.0.0.0",
+        help: "IP address to listen on (numeric); :: for IPv6",
+        set: |c, v| { c.bind = ip(v)?; Ok(()) } },
+    Opt { short: None, long: "max-connections", env: "BROKER_MAX_CONNECTIONS", value: "N", default: "1024",
+        help: "connections at once (a thread each); when full, the longest-idle one is closed, else 503",
+        set: |c, v| { c.max_connections = positive(v)?; Ok(()) } },
+    Opt { short: None, long: "max-subscribers", env: "BROKER_MAX_SUBSCRIBERS", value: "N", default: "1024",
+        help: "subscriber endpoints at once (a delivery thread each); more get 503",
+        set: |c, v| { c.max_subscribers = positive(v)?; Ok(()) } },
+    Opt { short: None, long: "max-payload", env: "BROKER_MAX_PAYLOAD", value: "BYTES", default: "1048576",
+        help: "largest request body, also when chunked; more gets 413 and a close",
+        set: |c, v| { c.limits.max_body = number(v)?; Ok(()) } },
+    Opt { short: None, long: "max-request-line", env: "BROKER_MAX_REQUEST_LINE", value: "BYTES", default: "8192",
+        help: "longest request line; more gets 414 and a close",
+        set: |c, v| { c.limits.max_request_line = positive(v)?; Ok(()) } },
+    Opt { short: None, long: "max-header-bytes", env: "BROKER_MAX_HEADER_BYTES", value: "BYTES", default: "16384",
+        help: "largest header section; more gets 431 and a close",
+        set: |c, v| { c.limits.max_header_bytes = positive(v)?; Ok(()) } },
+    Opt { short: None, long: "max-headers", env: "BROKER_MAX_HEADERS", value: "N", default: "100",
+        help: "most header fields in a request; more gets 431 and a close",
+        set: |c, v| { c.limits.max_headers = positive(v)?; Ok(()) } },
+    Opt { short: None, long: "request-timeout", env: "BROKER_REQUEST_TIMEOUT", value: "DURATION", default: "10s",
+        help: "time to receive a whole request after its first byte; then 408 and a close",
+        set: |c, v| { c.request_timeout = nonzero(duration(v, 1000)?)?; Ok(()) } },
+    Opt { short: None, long: "idle-timeout", env: "BROKER_IDLE_TIMEOUT", value: "DURATION", default: "60s",
+        help: "close a keep-alive connection idle this long",
+        set: |c, v| { c.idle_timeout = nonzero(duration(v, 1000)?)?; Ok(()) } },
+    Opt { short: None, long: "queue-messages", env: "BROKER_QUEUE_MESSAGES", value: "N", default: "1024",
+        help: "messages queued per subscriber; past it the oldest is dropped",
+        set: |c, v| { c.queue_capacity = positive(v)?; Ok(()) } },
+    Opt { short: None, long: "queue-bytes", env: "BROKER_QUEUE_BYTES", value: "BYTES", default: "8388608",
+        help: "bytes queued per subscriber; past it the oldest is dropped",
+        set: |c, v| { c.queue_bytes = number(v)?; Ok(()) } },
+    Opt { short: None, long: "enqueue-wait", env: "BROKER_ENQUEUE_WAIT", value: "MS", default: "50",
+        help: "how long a publish waits for room in a full queue before dropping the oldest",
+        set: |c, v| { c.enqueue_wait = duration(v, 1)?; Ok(()) } },
+    Opt { short: None, long: "delivery-timeout", env: "BROKER_DELIVERY_TIMEOUT", value: "DURATION", default: "5s",
+        help: "one delivery (connect, write, answer); past it the subscriber is dropped",
+        set: |c, v| { c.delivery_timeout = nonzero(duration(v, 1000)?)?; Ok(()) } },
+    Opt { short: None, long: "liveness-timeout", env: "BROKER_LIVENESS_TIMEOUT", value: "SECS", default: "10",
+        help: "drop a subscriber with no delivery and no heartbeat this long; 0 never does",
+        set: |c, v| {
+            let d = duration(v, 1000)?;
+            c.liveness_timeout = (!d.is_zero()).then_some(d);
+            Ok(())
+        } },
+    Opt { short: None, long: "drain-timeout", env: "BROKER_DRAIN_TIMEOUT", value: "DURATION", default: "5s",
+        help: "on SIGTERM/SIGINT, how long subscriber queues get to drain",
+        set: |c, v| { c.drain_timeout = duration(v, 1000)?; Ok(()) } },
+    Opt { short: None, long: "token", env: "BROKER_TOKEN", value: "TOKEN", default: "none",
+        help: "publish, subscribe and heartbeat need `Authorization: Bearer TOKEN`, else 401",
+        set: |c, v| {
+            if v.is_empty() || v.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                return Err("a token is non-empty, without spaces or control characters".into());
+            }
+            c.token = Some(v.to_owned());
+            Ok(())
+        } },
+    Opt { short: None, long: "log-level", env: "BROKER_LOG_LEVEL", value: "LEVEL", default: "info",
+        help: "error, warn, info or debug, to stderr; nothing per message below debug",
+        set: |c, v| {
+            c.log_level = crate::log::Level::parse(v).ok_or("use error, warn, info or debug")?;
+            Ok(())
+        } },
+];
+
+/// The `--help` text, made from [`OPTIONS`].
+pub fn help() -> String {
+    let mut text = String::from(
+        "broker: a small publish/subscribe broker, wire-compatible with the Go Message-Broker
+
+Usage: broker [OPTIONS]
+       broker healthcheck [-p PORT] [-b ADDR]   exit 0 if the broker there answers
+                                                GET /healthz with 200, else 1
+
+Publishers send POST /pub/{topic} with {\"data\":\"...\"}; subscribers send
+POST /sub/{topic} with {\"port\":\"N\"} and are called back on that port with
+POST /msg. GET /healthz and GET /metrics (Prometheus) are for operators.
+See README.md for the protocol.
+
+Options (each also as its environment variable; a flag wins over it):
+",
+    );
+    for opt in OPTIONS {
+        let flags = match opt.short {
+            Some(s) => format!("-{s}, --{} {}", opt.long, opt.value),
+            None => format!("    --{} {}", opt.long, opt.value),
+        };
+        let (env, default) = (opt.env, opt.default);
+        text.push_str(&format!(
+            "  {flags:<32} [env: {env}] [default: {default}]\n          {}\n",
+            opt.help
+        ));
+    }
+    text.push_str(
+        "  -h, --help
+          print this help and exit
+  -V, --version
+          print the version and exit
+
+DURATION is a number of seconds, or a number with ms, s or m (500ms, 2m).
+The broker logs to stderr; it says `listening on ADDR` when it is ready.
+SIGTERM or SIGINT stops it gracefully (a second one exits at once).
+Exit status: 0 after a stop, 1 if it cannot listen, 2 for a bad option.
+",
+    );
+    text
+}
+
+/// Parses the arguments after the program name, without environment
+/// variables. See [`parse_with_env`].
 ///
 /// # Errors
 /// An unknown flag, a missing value or a value that does not parse.
@@ -70,11 +182,41 @@ impl std::error::Error for CliError {}
 /// assert!(parse(&["--nope"]).is_err());
 /// ```
 pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, CliError> {
-    let mut config = Config {
-        port: DEFAULT_PORT,
-        ..Config::default()
-    };
-    let mut args = args.iter().map(AsRef::as_ref);
+    parse_with_env(args, |_| None)
+}
+
+/// Parses the arguments after the program name over the `BROKER_*`
+/// variables that `env` returns. Flags take their value as the next argument
+/// or after `=` (`-p 9999`, `--port=9999`), and, as Go's flag package
+/// allows, with one dash or two. A flag wins over its variable.
+///
+/// # Errors
+/// An unknown flag, a missing value or a value (of a flag or a variable)
+/// that does not parse.
+///
+/// # Examples
+/// ```
+/// use message_broker::cli::{parse_with_env, Command};
+/// let env = |name: &str| (name == "BROKER_PORT").then(|| "7000".to_string());
+/// let Command::Run(config) = parse_with_env(&[] as &[&str], env).unwrap() else { panic!() };
+/// assert_eq!(config.port, 7000);
+/// let Command::Run(config) = parse_with_env(&["-p", "7001"], env).unwrap() else { panic!() };
+/// assert_eq!(config.port, 7001);
+/// ```
+pub fn parse_with_env<S: AsRef<str>>(
+    args: &[S],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Command, CliError> {
+    let mut config = Config::default();
+    for opt in OPTIONS {
+        if let Some(value) = env(opt.env) {
+            (opt.set)(&mut config, &value).map_err(|why| {
+                CliError(format!("invalid value '{value}' for {}: {why}", opt.env))
+            })?;
+        }
+    }
+    let mut args = args.iter().map(AsRef::as_ref).peekable();
+    let healthcheck = args.next_if_eq(&"healthcheck").is_some();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if arg.starts_with('-') => (flag, Some(value)),
@@ -84,58 +226,80 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, CliError> {
         if !flag.starts_with('-') || name.is_empty() || flag.len() - name.len() > 2 {
             return Err(CliError(format!("unexpected argument '{arg}'")));
         }
-        let mut value = |what: &str| -> Result<&str, CliError> {
-            inline
-                .or_else(|| args.next())
-                .ok_or_else(|| CliError(format!("'{flag}' needs a value ({what})")))
-        };
         match name {
             "h" | "help" => return Ok(Command::Help),
             "V" | "version" => return Ok(Command::Version),
-            "p" | "port" => config.port = number(flag, value("a port, 0-65535")?)?,
-            "b" | "bind" => config.bind = ip(flag, value("an IP address")?)?,
-            "max-payload" => config.limits.max_body = number(flag, value("a size in bytes")?)?,
-            "max-connections" => config.max_connections = number(flag, value("a count")?)?,
-            "enqueue-wait" => {
-                config.enqueue_wait = Duration::from_millis(number(flag, value("milliseconds")?)?)
-            }
-            "log-level" => {
-                let v = value("error, warn, info or debug")?;
-                config.log_level = crate::log::Level::parse(v).ok_or_else(|| {
-                    CliError(format!(
-                        "invalid value '{v}' for '{flag}': use error, warn, info or debug"
-                    ))
-                })?;
-            }
-            "liveness-timeout" => {
-                let secs: u64 = number(flag, value("seconds")?)?;
-                config.liveness_timeout = (secs > 0).then(|| Duration::from_secs(secs));
-            }
-            _ => return Err(CliError(format!("unknown option '{flag}'"))),
+            _ => {}
         }
+        let opt = OPTIONS
+            .iter()
+            .find(|o| o.long == name || o.short == Some(name))
+            .ok_or_else(|| CliError(format!("unknown option '{flag}'")))?;
+        let value = inline
+            .or_else(|| args.next())
+            .ok_or_else(|| CliError(format!("'{flag}' needs a value ({})", opt.value)))?;
+        (opt.set)(&mut config, value)
+            .map_err(|why| CliError(format!("invalid value '{value}' for '{flag}': {why}")))?;
     }
-    Ok(Command::Run(config))
+    Ok(if healthcheck {
+        Command::Healthcheck(config)
+    } else {
+        Command::Run(config)
+    })
 }
 
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliError> {
+fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
     value
         .parse()
-        .map_err(|_| CliError(format!("invalid value '{value}' for '{flag}'")))
+        .map_err(|_| "not a number in range".to_owned())
 }
 
-fn ip(flag: &str, value: &str) -> Result<IpAddr, CliError> {
+fn positive(value: &str) -> Result<usize, String> {
+    match number(value)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// `value` as a duration: a plain number is in `unit_ms` milliseconds;
+/// `ms`, `s` and `m` suffixes say their unit.
+fn duration(value: &str, unit_ms: u64) -> Result<Duration, String> {
+    let (digits, unit) = if let Some(d) = value.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = value.strip_suffix('s') {
+        (d, 1000)
+    } else if let Some(d) = value.strip_suffix('m') {
+        (d, 60_000)
+    } else {
+        (value, unit_ms)
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "not a duration (like 10, 500ms, 2s or 1m)".to_owned())?;
+    n.checked_mul(unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| "too long".to_owned())
+}
+
+fn nonzero(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err("must be more than 0".into())
+    } else {
+        Ok(d)
+    }
+}
+
+fn ip(value: &str) -> Result<IpAddr, String> {
     // Numeric only: the broker never does a name lookup.
     let trimmed = value.trim_start_matches('[').trim_end_matches(']');
-    trimmed.parse().map_err(|_| {
-        CliError(format!(
-            "invalid value '{value}' for '{flag}': not an IP address"
-        ))
-    })
+    trimmed
+        .parse()
+        .map_err(|_| "not an IP address (names are not looked up)".to_owned())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Command, parse};
+    use super::{Command, OPTIONS, help, parse, parse_with_env};
     use std::time::Duration;
 
     fn run(args: &[&str]) -> crate::broker::Config {
@@ -154,17 +318,66 @@ mod tests {
         assert_eq!(run(&["-b", "::1"]).bind.to_string(), "::1");
         assert_eq!(run(&["--bind=[::]"]).bind.to_string(), "::");
         assert_eq!(run(&["--max-payload", "10"]).limits.max_body, 10);
+        assert_eq!(run(&["--max-headers", "5"]).limits.max_headers, 5);
         assert_eq!(run(&["--liveness-timeout", "0"]).liveness_timeout, None);
+        assert_eq!(
+            run(&["--liveness-timeout", "1500ms"]).liveness_timeout,
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(
             run(&["--enqueue-wait", "7"]).enqueue_wait,
             Duration::from_millis(7)
         );
+        assert_eq!(
+            run(&["--request-timeout", "2"]).request_timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            run(&["--idle-timeout", "1m"]).idle_timeout,
+            Duration::from_secs(60)
+        );
+        assert_eq!(run(&["--drain-timeout", "0"]).drain_timeout, Duration::ZERO);
+        assert_eq!(run(&["--token", "abc"]).token.as_deref(), Some("abc"));
         assert_eq!(
             run(&["--log-level", "debug"]).log_level,
             crate::log::Level::Debug
         );
         assert!(matches!(parse(&["-h"]), Ok(Command::Help)));
         assert!(matches!(parse(&["--version"]), Ok(Command::Version)));
+        let Ok(Command::Healthcheck(c)) = parse(&["healthcheck", "-p", "5"]) else {
+            panic!("healthcheck")
+        };
+        assert_eq!(c.port, 5);
+    }
+
+    #[test]
+    fn every_option_has_a_working_variable_and_the_flag_wins() {
+        for opt in OPTIONS {
+            assert_eq!(
+                opt.env,
+                format!("BROKER_{}", opt.long.to_uppercase().replace('-', "_"))
+            );
+            let value = match opt.long {
+                "bind" => "127.0.0.2",
+                "log-level" => "warn",
+                "token" => "t",
+                _ => "3",
+            };
+            let env = |name: &str| (name == opt.env).then(|| value.to_string());
+            let from_env = format!("{:?}", parse_with_env(&[] as &[&str], env).unwrap());
+            let from_flag = format!("{:?}", parse(&[format!("--{}={value}", opt.long)]).unwrap());
+            assert_eq!(from_env, from_flag, "{}", opt.env);
+            assert_ne!(
+                from_env,
+                format!("{:?}", parse(&[] as &[&str]).unwrap()),
+                "{}",
+                opt.env
+            );
+            assert!(help().contains(opt.env) && help().contains(&format!("--{}", opt.long)));
+        }
+        let env = |name: &str| (name == "BROKER_PORT").then(|| "x".to_string());
+        let err = parse_with_env(&[] as &[&str], env).unwrap_err().to_string();
+        assert!(err.contains("BROKER_PORT"), "{err}");
     }
 
     #[test]
@@ -179,6 +392,12 @@ mod tests {
             &["---p", "1"],
             &["-"],
             &["--log-level", "loud"],
+            &["--request-timeout", "0"],
+            &["--max-connections", "0"],
+            &["--idle-timeout", "5h"],
+            &["--token", ""],
+            &["--token", "a b"],
+            &["-p", "1", "healthcheck"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

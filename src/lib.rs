@@ -61,6 +61,7 @@ pub mod json;
 pub mod log;
 mod net;
 mod server;
+mod signal;
 #[cfg(test)]
 mod testutil;
 mod topic;

@@ -7,9 +7,9 @@
 //! Owns the socket of one peer; knows nothing of topics or subscribers.
 
 use crate::http::{self, BodyFraming, HttpError, Limits, RequestHead};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Read buffer per connection: a pipelined burst of small requests is parsed
 /// from one read.
@@ -21,8 +21,10 @@ const WRITE_BUFFER: usize = 16 * 1024;
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
-    /// Short reason for an error status; empty for success.
-    pub(crate) text: String,
+    /// The body, sent as it is.
+    pub(crate) body: String,
+    /// Extra headers (`Allow`, `Content-Type`).
+    pub(crate) headers: &'static [(&'static str, &'static str)],
     /// Close the connection after this answer.
     pub(crate) close: bool,
 }
@@ -33,10 +35,21 @@ impl Reply {
         Reply::status(202, "")
     }
 
+    /// `status` with a short plain-text reason (none if `text` is empty).
     pub(crate) fn status(status: u16, text: impl Into<String>) -> Reply {
+        let mut body = text.into();
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        let headers: &'static [(&'static str, &'static str)] = if status == 405 {
+            &[("Allow", "POST")]
+        } else {
+            &[]
+        };
         Reply {
             status,
-            text: text.into(),
+            body,
+            headers,
             close: false,
         }
     }
@@ -48,8 +61,38 @@ pub(crate) struct Settings {
     pub(crate) limits: Limits,
     /// Close a connection that sends nothing for this long.
     pub(crate) idle_timeout: Duration,
+    /// Answer 408 and close when a request has not fully arrived this long
+    /// after its first byte (slowloris).
+    pub(crate) request_timeout: Duration,
     /// Give up writing an answer after this long.
     pub(crate) write_timeout: Duration,
+}
+
+/// What a connection's owner does with it: [`serve`] calls `begin` when the
+/// first byte of a request arrives, `handle` with the whole request, and
+/// `end` once its answer is queued.
+pub(crate) trait Handler {
+    /// The first byte of a request arrived; `false` closes the connection
+    /// without reading it (it was closed from outside meanwhile).
+    fn begin(&mut self) -> bool {
+        true
+    }
+    /// Answers one whole request.
+    fn handle(&mut self, head: &RequestHead, body: &[u8]) -> Reply;
+    /// The answer is queued; `traffic` is what crossed the socket since the
+    /// last call.
+    fn end(&mut self, _traffic: Traffic) {}
+    /// Asked after each answer: `false` closes the connection.
+    fn keep_going(&self) -> bool {
+        true
+    }
+}
+
+/// Bytes read from and written to a connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Traffic {
+    pub(crate) read: u64,
+    pub(crate) written: u64,
 }
 
 /// The socket of one connection: reads go through a `BufReader` over it, and
@@ -59,35 +102,65 @@ pub(crate) struct Settings {
 struct Conn {
     stream: TcpStream,
     out: Vec<u8>,
+    traffic: Traffic,
+    /// While a request is being read: when it must have arrived.
+    deadline: Option<Instant>,
+    /// The socket's read timeout now, to set it only when it changes.
+    read_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl Conn {
     fn send(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             (&self.stream).write_all(&self.out)?;
+            self.traffic.written += self.out.len() as u64;
             self.out.clear();
         }
         Ok(())
+    }
+
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        if timeout != self.read_timeout {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    fn take_traffic(&mut self) -> Traffic {
+        std::mem::take(&mut self.traffic)
     }
 }
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.send()?;
-        (&self.stream).read(buf)
+        let timeout = match self.deadline {
+            None => self.idle_timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                left
+            }
+        };
+        self.set_read_timeout(timeout)?;
+        let n = (&self.stream).read(buf)?;
+        self.traffic.read += n as u64;
+        Ok(n)
     }
 }
 
-/// Serves `stream` until it closes. `handle` gets each request head and its
-/// whole body; `keep_going` is asked before keeping a connection open.
+/// Serves `stream` until it closes, handing each request to `handler`.
 ///
 /// # Errors
 /// Transport errors other than the idle timeout (for logging only).
 pub(crate) fn serve(
     stream: TcpStream,
     settings: &Settings,
-    keep_going: &dyn Fn() -> bool,
-    handle: &mut dyn FnMut(&RequestHead, &[u8]) -> Reply,
+    handler: &mut dyn Handler,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(settings.idle_timeout))?;
@@ -95,18 +168,35 @@ pub(crate) fn serve(
     let conn = Conn {
         stream,
         out: Vec::with_capacity(WRITE_BUFFER),
+        traffic: Traffic::default(),
+        deadline: None,
+        read_timeout: settings.idle_timeout,
+        idle_timeout: settings.idle_timeout,
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     let limits = &settings.limits;
     loop {
+        // Idle until the first byte of the next request.
+        if reader.buffer().is_empty() {
+            match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if !handler.begin() {
+            break;
+        }
+        reader.get_mut().deadline = Instant::now().checked_add(settings.request_timeout);
         let head = match http::read_request_head(&mut reader, limits) {
             Ok(Some(head)) => head,
             Ok(None) => break,
-            Err(e) => return answer_error(reader.get_mut(), e),
+            Err(e) => return answer_error(reader.get_mut(), e, handler),
         };
         if head.expect_continue {
             if matches!(head.framing, BodyFraming::Length(n) if n > limits.max_body) {
-                return answer_error(reader.get_mut(), HttpError::PayloadTooLarge);
+                return answer_error(reader.get_mut(), HttpError::PayloadTooLarge, handler);
             }
             reader
                 .get_mut()
@@ -116,10 +206,11 @@ pub(crate) fn serve(
         }
         let body = match http::read_body(&mut reader, head.framing, limits) {
             Ok(body) => body,
-            Err(e) => return answer_error(reader.get_mut(), e),
+            Err(e) => return answer_error(reader.get_mut(), e, handler),
         };
-        let reply = handle(&head, &body);
-        let close = reply.close || !head.keep_alive || !keep_going();
+        reader.get_mut().deadline = None;
+        let reply = handler.handle(&head, &body);
+        let close = reply.close || !head.keep_alive || !handler.keep_going();
         // HTTP/1.0 peers close unless told the connection stays.
         let keep_10 = !close && head.version == http::Version::Http10;
         let conn = reader.get_mut();
@@ -130,11 +221,20 @@ pub(crate) fn serve(
         if conn.out.len() >= WRITE_BUFFER {
             conn.send()?;
         }
+        handler.end(conn.take_traffic());
     }
     let conn = reader.get_mut();
     conn.send()?;
+    handler.end(conn.take_traffic());
     linger_close(&conn.stream, LINGER);
     Ok(())
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// How long a connection thread waits, after its last answer, for the peer
@@ -179,43 +279,37 @@ fn write_reply(
     close: bool,
     keep_alive_10: bool,
 ) -> io::Result<()> {
-    let allow: &[(&str, &str)] = if reply.status == 405 {
-        &[("Allow", "POST")]
-    } else if keep_alive_10 {
-        &[("Connection", "keep-alive")]
-    } else {
-        &[]
-    };
-    let body = if reply.text.is_empty() {
-        String::new()
-    } else {
-        format!("{}\n", reply.text)
-    };
-    http::write_response(writer, reply.status, allow, body.as_bytes(), close)
+    // Empty for the usual answer: no allocation.
+    let mut headers = reply.headers.to_vec();
+    if keep_alive_10 {
+        headers.push(("Connection", "keep-alive"));
+    }
+    http::write_response(writer, reply.status, &headers, reply.body.as_bytes(), close)
 }
 
-/// Sends the status for a framing error, then ends the connection.
-fn answer_error(conn: &mut Conn, e: HttpError) -> io::Result<()> {
-    if let Some(status) = e.status() {
-        write_reply(
-            &mut conn.out,
-            &Reply::status(status, e.to_string()),
-            true,
-            false,
-        )?;
-        conn.send()?;
+/// Sends the status for a framing error (408 for a request that did not
+/// arrive in time), then ends the connection.
+fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io::Result<()> {
+    let timed_out = matches!(&e, HttpError::Io(io) if is_timeout(io));
+    let status = if timed_out { Some(408) } else { e.status() };
+    let result = match status {
+        Some(status) => {
+            let text = if timed_out {
+                "request not received in time".to_owned()
+            } else {
+                e.to_string()
+            };
+            write_reply(&mut conn.out, &Reply::status(status, text), true, false)
+                .and_then(|()| conn.send())
+        }
+        None => match e {
+            HttpError::Io(io) => Err(io),
+            _ => conn.send(),
+        },
+    };
+    handler.end(conn.take_traffic());
+    if result.is_ok() && status.is_some() {
         linger_close(&conn.stream, LINGER);
     }
-    match e {
-        HttpError::Io(io)
-            if matches!(
-                io.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(())
-        }
-        HttpError::Io(io) => Err(io),
-        _ => conn.send(),
-    }
+    result
 }

@@ -96,27 +96,46 @@ fn error_table() {
     support::publish(broker.addr, "t", "still here");
 }
 
+/// One publish on `stream`, answered.
+fn publish_on(stream: &std::net::TcpStream, data: &str) -> u16 {
+    let mut s = stream.try_clone().unwrap();
+    s.write_all(&post("/pub/t", &format!(r#"{{"data":"{data}"}}"#)))
+        .unwrap();
+    read_resp(&mut BufReader::new(stream.try_clone().unwrap()))
+        .unwrap()
+        .status
+}
+
 #[test]
-fn overload_is_503_and_open_connections_keep_working() {
+fn when_full_the_longest_idle_connection_makes_room_else_503() {
     let broker = BrokerProcess::start(&["--max-connections", "2"]);
-    let first = connect(broker.addr);
-    let second = connect(broker.addr);
-    // Both are served before the third arrives.
-    for stream in [&first, &second] {
-        let mut s = stream.try_clone().unwrap();
-        s.write_all(&post("/pub/t", r#"{"data":"x"}"#)).unwrap();
-        assert_eq!(
-            read_resp(&mut BufReader::new(stream.try_clone().unwrap()))
-                .unwrap()
-                .status,
-            202
-        );
+    let oldest = connect(broker.addr);
+    let newer = connect(broker.addr);
+    assert_eq!(publish_on(&oldest, "a"), 202);
+    assert_eq!(publish_on(&newer, "b"), 202);
+    // Full: a third connection is served; the longest-idle one is closed.
+    let third = connect(broker.addr);
+    assert_eq!(publish_on(&third, "c"), 202);
+    assert!(closed_by_peer(&mut BufReader::new(oldest)));
+    assert_eq!(publish_on(&newer, "d"), 202);
+
+    // Both places busy (each in the middle of a request, which the broker
+    // shows by its 100 Continue): a fourth gets 503 and a close.
+    let head = b"POST /pub/t HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n";
+    let mut readers = Vec::new();
+    for stream in [&newer, &third] {
+        stream.try_clone().unwrap().write_all(head).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        assert_eq!(read_resp(&mut reader).unwrap().status, 100);
+        readers.push(reader);
     }
     let (resp, closed) = send(&broker, &post("/pub/t", r#"{"data":"x"}"#));
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert_eq!(resp.header("connection"), Some("close"));
     assert!(closed);
-    let mut s = first.try_clone().unwrap();
-    s.write_all(&post("/pub/t", r#"{"data":"y"}"#)).unwrap();
-    assert_eq!(read_resp(&mut BufReader::new(first)).unwrap().status, 202);
+    // The busy ones finish their requests undisturbed.
+    for (stream, mut reader) in [&newer, &third].into_iter().zip(readers) {
+        stream.try_clone().unwrap().write_all(br#"{"data":"y"}"#).unwrap();
+        assert_eq!(read_resp(&mut reader).unwrap().status, 202);
+    }
 }

@@ -1,15 +1,21 @@
-//! The `broker` command: parses flags, binds, serves. See `broker --help`.
+//! The `broker` command: parses flags and `BROKER_*` variables, binds,
+//! serves until SIGTERM or SIGINT. See `broker --help`.
 
-use message_broker::broker::Broker;
+use message_broker::broker::{Broker, Config};
 use message_broker::cli::{self, Command};
+use message_broker::http::{self, Limits};
+use std::io::{BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match cli::parse(&args) {
+    let config = match cli::parse_with_env(&args, |name| std::env::var(name).ok()) {
         Ok(Command::Run(config)) => config,
+        Ok(Command::Healthcheck(config)) => return healthcheck(&config),
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -21,17 +27,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (bind, port) = (config.bind, config.port);
+    let addr = SocketAddr::new(config.bind, config.port);
     let broker = match Broker::bind(config) {
         Ok(broker) => broker,
         Err(e) => {
-            eprintln!(
-                "broker: cannot listen on {}: {e}",
-                std::net::SocketAddr::new(bind, port)
-            );
+            eprintln!("broker: cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = broker.stop_on_signals() {
+        eprintln!("broker: warning: cannot handle SIGTERM/SIGINT: {e}");
+    }
     match broker.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,4 +45,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `broker healthcheck`: `GET /healthz` on the broker's port (on loopback if
+/// it listens on every interface); 0 for a 200, else 1 with the reason.
+fn healthcheck(config: &Config) -> ExitCode {
+    let ip = match config.bind {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let addr = SocketAddr::new(ip, config.port);
+    match ask_health(addr) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("broker healthcheck: {addr} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("broker healthcheck: {addr}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ask_health(addr: SocketAddr) -> Result<u16, Box<dyn std::error::Error>> {
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let response = http::read_response(&mut BufReader::new(stream), &Limits::default())?;
+    Ok(response.status)
 }

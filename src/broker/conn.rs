@@ -1,64 +1,157 @@
 //! What the broker does with one accepted connection: runs the shared request
-//! loop with the broker's routes.
+//! loop with the broker's routes, the access token check and the counters.
 //!
 //! Never holds a registry lock across I/O.
 
 use super::Shared;
+use super::conns::Activity;
+use super::metrics;
 use super::route::{self, Action};
+use crate::http::RequestHead;
 use crate::log;
-use crate::server::{self, Reply};
+use crate::server::{self, Reply, Traffic};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 
 /// Serves one connection until it closes.
-pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activity) {
     log::debug!("connection from {peer}");
+    let config = &shared.config;
     let settings = server::Settings {
-        limits: shared.config.limits,
-        idle_timeout: shared.config.idle_timeout,
-        write_timeout: shared.config.delivery_timeout,
+        limits: config.limits,
+        idle_timeout: config.idle_timeout,
+        request_timeout: config.request_timeout,
+        write_timeout: config.delivery_timeout,
     };
-    let keep_going = || !shared.stopping.load(Ordering::Relaxed);
-    let mut handle = |head: &crate::http::RequestHead, body: &[u8]| {
-        if shared.stopping.load(Ordering::SeqCst) {
-            // Stopping: nothing new is taken, and the peer is told so.
-            let mut reply = Reply::status(503, "broker shutting down");
-            reply.close = true;
-            return reply;
-        }
-        match route::route(&head.method, head.path(), body) {
-            Ok(action) => execute(action, peer, shared),
-            Err(reject) => Reply::status(reject.status, reject.reason),
-        }
+    // An IPv4 peer of a dual-stack listener shows as ::ffff:a.b.c.d; key and
+    // call it back as the IPv4 address it is.
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let mut handler = Handler {
+        shared,
+        peer,
+        activity,
+        admitted: false,
     };
-    match server::serve(stream, &settings, &keep_going, &mut handle) {
+    match server::serve(stream, &settings, &mut handler) {
         Ok(()) => log::debug!("connection from {peer} closed"),
         Err(e) => log::debug!("connection from {peer} closed: {e}"),
     }
 }
 
+struct Handler<'a> {
+    shared: &'a Shared,
+    peer: SocketAddr,
+    activity: &'a Activity,
+    /// The request being read began before the broker started stopping.
+    admitted: bool,
+}
+
+impl server::Handler for Handler<'_> {
+    fn begin(&mut self) -> bool {
+        self.admitted = !self.shared.stopping.load(Ordering::SeqCst);
+        self.activity.begin()
+    }
+
+    fn handle(&mut self, head: &RequestHead, body: &[u8]) -> Reply {
+        metrics::add(&self.shared.registry.metrics.requests, 1);
+        let action = match route::route(&head.method, head.path(), body) {
+            Ok(action) => action,
+            Err(reject) => {
+                let mut reply = Reply::status(reject.status, reject.reason);
+                if reject.allow == "GET" {
+                    reply.headers = &[("Allow", "GET")];
+                }
+                return reply;
+            }
+        };
+        if action.needs_token() && !authorized(head, self.shared.config.token.as_deref()) {
+            let mut reply = Reply::status(401, "missing or wrong access token");
+            reply.headers = &[("WWW-Authenticate", "Bearer")];
+            return reply;
+        }
+        if !self.admitted && !matches!(action, Action::Metrics) {
+            // Stopping: nothing new is taken, and the peer is told so.
+            let mut reply = Reply::status(503, "broker shutting down");
+            reply.close = true;
+            return reply;
+        }
+        execute(action, self.peer, self.shared)
+    }
+
+    fn end(&mut self, traffic: Traffic) {
+        let m = &self.shared.registry.metrics;
+        metrics::add(&m.bytes_in, traffic.read);
+        metrics::add(&m.bytes_out, traffic.written);
+        self.activity.end();
+    }
+
+    fn keep_going(&self) -> bool {
+        !self.shared.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer TOKEN` for the
+/// broker's token (always, if it has none). Compared in constant time.
+fn authorized(head: &RequestHead, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(value) = head.headers.get("authorization") else {
+        return false;
+    };
+    let Some((scheme, given)) = value.split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// `a == b`, taking the same time whatever the bytes (only the lengths show).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn execute(action: Action, peer: SocketAddr, shared: &Shared) -> Reply {
     let registry = &shared.registry;
-    // An IPv4 peer of a dual-stack listener shows as ::ffff:a.b.c.d; key and
-    // call it back as the IPv4 address it is.
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     match action {
         Action::Publish { topic, data } => {
             registry.publish(&topic, &data);
+            metrics::add(&registry.metrics.published, 1);
         }
         Action::Subscribe { topic, port } => {
             let endpoint = SocketAddr::new(peer.ip(), port);
             if let Err(e) = registry.subscribe(&topic, endpoint) {
-                log::warning!(
-                    "subscription of {endpoint} to {topic:?} refused: cannot start a thread: {e}"
-                );
-                return Reply::status(503, "broker busy: cannot start a delivery thread");
+                log::warning!("subscription of {endpoint} to {topic:?} refused: {e}");
+                return Reply::status(503, format!("broker busy: {e}"));
             }
             log::debug!("{endpoint} subscribed to {topic:?}");
         }
         Action::Heartbeat { port } => {
             registry.heartbeat(peer.ip(), port);
         }
+        Action::Health if shared.stopping.load(Ordering::SeqCst) => {
+            return Reply::status(503, "stopping");
+        }
+        Action::Health => return Reply::status(200, "ok"),
+        Action::Metrics => {
+            let mut reply = Reply::status(200, "");
+            reply.body = shared.metrics_page();
+            reply.headers = &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8")];
+            return reply;
+        }
     }
     Reply::accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -6,6 +6,7 @@
 //! most `enqueue_wait` for room, then drop the oldest message. This module
 //! never touches the topic table; it asks the registry to drop an endpoint.
 
+use crate::broker::metrics::{self, Loss, Metrics};
 use crate::broker::registry::Registry;
 use crate::http::Response;
 use crate::net::{self, Connection};
@@ -45,6 +46,10 @@ impl Item {
             Item::Heartbeat => 0,
         }
     }
+
+    fn is_message(&self) -> bool {
+        matches!(self, Item::Message(_))
+    }
 }
 
 /// Why an endpoint was dropped; logged once per endpoint.
@@ -62,6 +67,20 @@ pub(crate) enum DropReason {
     BadResponse(String),
     /// No delivery and no heartbeat for the liveness timeout.
     Idle,
+}
+
+impl DropReason {
+    /// Its place in [`metrics::DROP_REASONS`].
+    pub(crate) fn index(&self) -> usize {
+        match self {
+            DropReason::ConnectFailed(_) => 0,
+            DropReason::TimedOut => 1,
+            DropReason::Io(_) => 2,
+            DropReason::Refused(_) => 3,
+            DropReason::BadResponse(_) => 4,
+            DropReason::Idle => 5,
+        }
+    }
 }
 
 impl fmt::Display for DropReason {
@@ -93,6 +112,10 @@ struct State {
     sender_waiting: bool,
     /// Publishers waiting on `room`.
     room_waiters: usize,
+    /// Messages (and their bytes) of the batch being sent now.
+    in_flight: (usize, usize),
+    /// A full queue was logged in this episode (cleared when it drains).
+    warned: bool,
 }
 
 impl State {
@@ -134,6 +157,8 @@ impl Endpoint {
                 bytes: 0,
                 sender_waiting: false,
                 room_waiters: 0,
+                in_flight: (0, 0),
+                warned: false,
             }),
             wake: Condvar::new(),
             room: Condvar::new(),
@@ -145,8 +170,9 @@ impl Endpoint {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `item`, waiting up to `settings.enqueue_wait` for room.
-    pub(crate) fn enqueue(&self, item: Item, settings: &Settings) -> Enqueued {
+    /// Queues `item`, waiting up to `settings.enqueue_wait` for room; counts
+    /// the messages it drops to make room.
+    pub(crate) fn enqueue(&self, item: Item, settings: &Settings, metrics: &Metrics) -> Enqueued {
         let size = item.size();
         let mut state = self.lock();
         if matches!(item, Item::Heartbeat) && state.is_full(0, settings) {
@@ -183,7 +209,14 @@ impl Endpoint {
                 break; // only heartbeats left: queue it anyway
             };
             state.bytes -= dropped.size();
+            metrics.lost(Loss::QueueFull, 1);
             outcome = Enqueued::DroppedOldest;
+        }
+        if outcome == Enqueued::DroppedOldest && !std::mem::replace(&mut state.warned, true) {
+            crate::log::warning!(
+                "subscriber {}: queue full, dropping its oldest messages until it catches up",
+                self.addr
+            );
         }
         state.bytes += size;
         state.queue.push_back(item);
@@ -208,19 +241,42 @@ impl Endpoint {
     }
 
     /// Stops the endpoint and frees its queue; waiting publishers return.
-    pub(crate) fn close(&self) {
+    /// Returns how many messages the queue still held.
+    pub(crate) fn close(&self) -> usize {
         let mut state = self.lock();
         state.closed = true;
-        state.queue = VecDeque::new();
+        let queue = std::mem::take(&mut state.queue);
         state.bytes = 0;
         self.wake.notify_all();
         self.room.notify_all();
+        queue.iter().filter(|i| i.is_message()).count()
+    }
+
+    /// Messages and bytes waiting to be sent (the batch being sent included).
+    pub(crate) fn depth(&self) -> (usize, usize) {
+        let state = self.lock();
+        let messages = state.queue.iter().filter(|i| i.is_message()).count();
+        (
+            messages + state.in_flight.0,
+            state.bytes + state.in_flight.1,
+        )
     }
 
     /// Waits for the next items to send. `None`: closed, or idle past the
     /// liveness deadline with nothing queued.
-    fn next_batch(&self, batch: &mut Vec<Item>, liveness: Option<Duration>) -> Option<()> {
+    /// The batch before, if any, was delivered: it is counted here.
+    fn next_batch(
+        &self,
+        batch: &mut Vec<Item>,
+        liveness: Option<Duration>,
+        metrics: &Metrics,
+    ) -> Option<()> {
         let mut state = self.lock();
+        let (sent, sent_bytes) = std::mem::take(&mut state.in_flight);
+        if sent > 0 {
+            metrics::add(&metrics.delivered, sent as u64);
+            metrics::add(&metrics.delivered_bytes, sent_bytes as u64);
+        }
         while state.queue.is_empty() && !state.closed {
             // Overflow-safe: an absurd liveness timeout is as good as none.
             let deadline = liveness.and_then(|limit| state.last_alive.checked_add(limit));
@@ -246,8 +302,11 @@ impl Endpoint {
         let taken: usize = state.queue.iter().take(n).map(Item::size).sum();
         state.bytes -= taken;
         batch.extend(state.queue.drain(..n));
+        let messages = batch.iter().filter(|i| i.is_message()).count();
+        state.in_flight = (messages, taken);
         if state.queue.is_empty() {
             state.stalled = false;
+            state.warned = false;
         }
         if state.room_waiters > 0 {
             self.room.notify_all();
@@ -261,7 +320,10 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>, settings: Se
     let mut conn = None;
     let mut batch = Vec::with_capacity(BATCH_MAX);
     loop {
-        if endpoint.next_batch(&mut batch, settings.liveness).is_none() {
+        if endpoint
+            .next_batch(&mut batch, settings.liveness, &registry.metrics)
+            .is_none()
+        {
             if endpoint.is_closed() {
                 return;
             }
@@ -270,8 +332,10 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>, settings: Se
             }
             continue;
         }
-        if let Err(reason) = send_batch(&mut conn, endpoint.addr, &batch, settings.timeout) {
-            registry.remove(&endpoint, &reason);
+        if let Err((reason, done)) = send_batch(&mut conn, endpoint.addr, &batch, settings.timeout)
+        {
+            let unanswered = batch[done..].iter().filter(|i| i.is_message()).count();
+            registry.remove(&endpoint, &reason, unanswered);
             return;
         }
         endpoint.touch();
@@ -288,12 +352,14 @@ struct Failure {
     silent: bool,
 }
 
+/// Sends `batch` in order; on failure, returns why and how many items were
+/// answered before it.
 fn send_batch(
     conn: &mut Option<Connection>,
     addr: SocketAddr,
     batch: &[Item],
     timeout: Duration,
-) -> Result<(), DropReason> {
+) -> Result<(), (DropReason, usize)> {
     let mut done = 0;
     let mut retried = false;
     while done < batch.len() {
@@ -302,7 +368,7 @@ fn send_batch(
             Some(c) if reused => c,
             _ => conn.insert(
                 Connection::connect(addr, timeout)
-                    .map_err(|e| DropReason::ConnectFailed(e.to_string()))?,
+                    .map_err(|e| (DropReason::ConnectFailed(e.to_string()), done))?,
             ),
         };
         match exchange(c, &batch[done..]) {
@@ -316,7 +382,7 @@ fn send_batch(
                 *conn = None;
                 done += failure.acked;
                 if !(failure.silent && reused && !retried) {
-                    return Err(failure.reason);
+                    return Err((failure.reason, done));
                 }
                 retried = true;
             }

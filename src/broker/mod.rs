@@ -1,10 +1,12 @@
 //! The broker: accepts connections, routes requests, keeps the subscription
 //! registry and delivers messages (PROTOCOL.md sections 1 to 4).
 //!
+//! - `conns`: the table of open connections, and room-making when it is full.
 //! - `conn`: one thread per accepted connection, reading requests in order.
 //! - `route`: what a request means, or its error status (pure).
 //! - `registry`: topics to endpoints, endpoints to their delivery handles.
 //! - `delivery`: one thread and one bounded queue per subscriber endpoint.
+//! - `metrics`: counters, and the `GET /metrics` page.
 //!
 //! ```no_run
 //! use message_broker::broker::{Broker, Config};
@@ -17,7 +19,9 @@
 //! ```
 
 mod conn;
+mod conns;
 mod delivery;
+mod metrics;
 mod registry;
 mod route;
 
@@ -27,9 +31,9 @@ use registry::Registry;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The port the broker listens on unless told otherwise, as the Go broker.
 pub const DEFAULT_PORT: u16 = 9999;
@@ -50,6 +54,9 @@ pub struct Config {
     pub limits: Limits,
     /// A keep-alive connection idle this long is closed. Default 60 s.
     pub idle_timeout: Duration,
+    /// A request not fully received this long after its first byte gets 408
+    /// and its connection is closed (slowloris). Default 10 s.
+    pub request_timeout: Duration,
     /// A subscriber with no successful delivery and no heartbeat for this long
     /// is dropped; `None` never drops an idle subscriber. Default 10 s.
     pub liveness_timeout: Option<Duration>,
@@ -63,9 +70,18 @@ pub struct Config {
     /// How long a publish waits for room in a full subscriber queue before
     /// dropping that subscriber's oldest message. Default 50 ms.
     pub enqueue_wait: Duration,
-    /// Connections served at once; past it a new connection gets 503 and is
-    /// closed, while open ones keep working. Default 1024.
+    /// Connections served at once (one thread each). When all are taken, the
+    /// longest-idle keep-alive connection is closed to make room; if none is
+    /// idle, the new one gets 503 and is closed. Default 1024.
     pub max_connections: usize,
+    /// Subscriber endpoints (IP and port) at once (one delivery thread each);
+    /// past it a subscription gets 503. Default 1024.
+    pub max_subscribers: usize,
+    /// On stop, how long subscriber queues get to drain. Default 5 s.
+    pub drain_timeout: Duration,
+    /// When set, publish, subscribe and heartbeat need
+    /// `Authorization: Bearer TOKEN`, else 401. Default none.
+    pub token: Option<String>,
     /// What the broker logs on stderr. Default info: start, stop, dropped
     /// subscribers; nothing per message.
     pub log_level: log::Level,
@@ -78,12 +94,16 @@ impl Default for Config {
             port: DEFAULT_PORT,
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
             liveness_timeout: Some(Duration::from_secs(10)),
             delivery_timeout: Duration::from_secs(5),
             queue_capacity: 1024,
             queue_bytes: 8 * 1024 * 1024,
             enqueue_wait: Duration::from_millis(50),
             max_connections: 1024,
+            max_subscribers: 1024,
+            drain_timeout: Duration::from_secs(5),
+            token: None,
             log_level: log::Level::Info,
         }
     }
@@ -95,7 +115,25 @@ struct Shared {
     registry: Arc<Registry>,
     stopping: AtomicBool,
     /// Connections being served now.
-    open: AtomicUsize,
+    conns: Arc<conns::Conns>,
+}
+
+impl Shared {
+    /// The `GET /metrics` page.
+    fn metrics_page(&self) -> String {
+        let mut gauges = metrics::Gauges {
+            connections_open: self.conns.open(),
+            thread_budget: self.config.max_connections + self.config.max_subscribers,
+            stopping: self.stopping.load(Ordering::SeqCst),
+            ..metrics::Gauges::default()
+        };
+        self.registry.gauges(&mut gauges);
+        self.registry.metrics.render(&gauges)
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst) || crate::signal::stop_requested()
+    }
 }
 
 /// A bound broker, ready to serve.
@@ -130,10 +168,10 @@ impl Broker {
             liveness: config.liveness_timeout,
         };
         let shared = Arc::new(Shared {
-            registry: Registry::new(settings),
+            registry: Registry::new(settings, config.max_subscribers.max(1)),
+            conns: conns::Conns::new(config.max_connections.max(1)),
             config,
             stopping: AtomicBool::new(false),
-            open: AtomicUsize::new(0),
         });
         Ok(Broker {
             listener,
@@ -155,7 +193,18 @@ impl Broker {
         }
     }
 
-    /// Serves until [`Stopper::stop`] is called.
+    /// Stops this broker on `SIGTERM` or `SIGINT` (see [`crate::signal`]).
+    ///
+    /// # Errors
+    /// The handlers could not be installed.
+    pub fn stop_on_signals(&self) -> io::Result<()> {
+        crate::signal::install(&self.listener)
+    }
+
+    /// Serves until [`Stopper::stop`] is called (or a signal arrives, after
+    /// [`Broker::stop_on_signals`]), then stops gracefully: no new
+    /// connections, requests in flight answered, subscriber queues given up
+    /// to [`Config::drain_timeout`] to drain.
     ///
     /// # Errors
     /// Never for a peer's fault; only if the listener itself fails for good.
@@ -166,7 +215,7 @@ impl Broker {
             env!("CARGO_PKG_VERSION")
         );
         for stream in self.listener.incoming() {
-            if self.shared.stopping.load(Ordering::SeqCst) {
+            if self.shared.is_stopping() {
                 break;
             }
             match stream {
@@ -179,7 +228,10 @@ impl Broker {
                 }
             }
         }
-        self.shared.registry.close_all();
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        crate::signal::forget_listener();
+        drop(self.listener);
+        drain(&self.shared);
         log::info!("stopped");
         Ok(())
     }
@@ -201,17 +253,27 @@ impl Broker {
         })
     }
 
-    fn start_connection(&self, stream: TcpStream) {
+    fn start_connection(&self, mut stream: TcpStream) {
         let Ok(peer) = stream.peer_addr() else {
             return; // the peer is already gone
         };
-        let open = self.shared.open.fetch_add(1, Ordering::SeqCst);
-        if open >= self.shared.config.max_connections {
-            self.shared.open.fetch_sub(1, Ordering::SeqCst);
-            log::debug!("connection from {peer} refused: {open} connections open");
-            let mut stream = stream;
-            refuse(&mut stream, "broker busy: too many connections");
-            return;
+        let metrics = &self.shared.registry.metrics;
+        metrics::add(&metrics.connections_total, 1);
+        let Ok(handle) = stream.try_clone() else {
+            metrics::add(&metrics.connections_refused, 1);
+            return refuse(&mut stream, "broker busy: out of file descriptors");
+        };
+        let (ticket, how) = match self.shared.conns.admit(handle) {
+            Ok(admitted) => admitted,
+            Err(conns::Full::AllBusy) => {
+                metrics::add(&metrics.connections_refused, 1);
+                log::debug!("connection from {peer} refused: every connection is busy");
+                return refuse(&mut stream, "broker busy: too many connections");
+            }
+        };
+        if how == conns::Admitted::Evicted {
+            metrics::add(&metrics.connections_evicted, 1);
+            log::debug!("closed the longest-idle connection to make room for {peer}");
         }
         let spare = stream.try_clone();
         let shared = self.shared.clone();
@@ -219,17 +281,36 @@ impl Broker {
             .name(format!("conn {peer}"))
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                conn::serve(stream, peer, &shared);
-                shared.open.fetch_sub(1, Ordering::SeqCst);
+                conn::serve(stream, peer, &shared, &ticket.activity);
+                drop(ticket);
             });
         if let Err(e) = started {
-            self.shared.open.fetch_sub(1, Ordering::SeqCst);
+            metrics::add(&metrics.connections_refused, 1);
             log::warning!("connection from {peer} refused: cannot start a thread: {e}");
             if let Ok(mut stream) = spare {
                 refuse(&mut stream, "broker busy: no thread for this connection");
             }
         }
     }
+}
+
+/// Waits, up to the drain timeout, for requests in flight to be answered
+/// and subscriber queues to empty; then closes every queue.
+fn drain(shared: &Shared) {
+    let deadline = Instant::now().checked_add(shared.config.drain_timeout);
+    log::info!("stopping: draining subscriber queues");
+    loop {
+        if shared.conns.busy() == 0 && shared.registry.is_drained() {
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            log::warning!("stopping: drain timeout reached, dropping what is still queued");
+            break;
+        }
+        // Shutdown only, bounded by the deadline: a poll is simplest.
+        thread::sleep(Duration::from_millis(5));
+    }
+    shared.registry.close_all();
 }
 
 /// Answers 503 to a connection we will not serve, and closes it.

@@ -5,7 +5,8 @@
 //! queue. Locks are held only to look up or change the tables, never across
 //! I/O or while waiting for queue room.
 
-use crate::broker::delivery::{self, DropReason, Endpoint, Enqueued, Item, Settings};
+use crate::broker::delivery::{self, DropReason, Endpoint, Item, Settings};
+use crate::broker::metrics::{self, Gauges, Loss, Metrics};
 use crate::json;
 use crate::log;
 use std::collections::HashMap;
@@ -24,8 +25,11 @@ pub(crate) struct Registry {
     topics: Mutex<HashMap<String, Vec<SocketAddr>>>,
     endpoints: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     settings: Settings,
+    /// Most endpoints at once (each has a thread).
+    max_endpoints: usize,
     /// Set by [`Registry::close_all`]: no endpoint is started after it.
     closed: AtomicBool,
+    pub(crate) metrics: Metrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -33,12 +37,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    pub(crate) fn new(settings: Settings) -> Arc<Registry> {
+    pub(crate) fn new(settings: Settings, max_endpoints: usize) -> Arc<Registry> {
         Arc::new(Registry {
             topics: Mutex::new(HashMap::new()),
             endpoints: Mutex::new(HashMap::new()),
             settings,
+            max_endpoints,
             closed: AtomicBool::new(false),
+            metrics: Metrics::default(),
         })
     }
 
@@ -46,8 +52,8 @@ impl Registry {
     /// if it is new. Subscribing the same pair twice keeps one subscription.
     ///
     /// # Errors
-    /// The delivery thread could not be started (thread budget exhausted),
-    /// or the broker is stopping.
+    /// The endpoint would be one too many, its delivery thread could not be
+    /// started (thread budget exhausted), or the broker is stopping.
     pub(crate) fn subscribe(self: &Arc<Self>, topic: &str, addr: SocketAddr) -> io::Result<()> {
         let mut topics = lock(&self.topics);
         let mut endpoints = lock(&self.endpoints);
@@ -56,6 +62,12 @@ impl Registry {
         }
         match endpoints.get(&addr) {
             Some(endpoint) => endpoint.touch(),
+            None if endpoints.len() >= self.max_endpoints => {
+                return Err(io::Error::other(format!(
+                    "{} subscriber endpoints already",
+                    endpoints.len()
+                )));
+            }
             None => {
                 let endpoint = Arc::new(Endpoint::new(addr));
                 let (ep, registry, settings) = (endpoint.clone(), self.clone(), self.settings);
@@ -95,14 +107,7 @@ impl Registry {
             .into_bytes()
             .into();
         for endpoint in &targets {
-            if endpoint.enqueue(Item::Message(body.clone()), &self.settings)
-                == Enqueued::DroppedOldest
-            {
-                log::debug!(
-                    "subscriber {}: queue full, dropped its oldest message",
-                    endpoint.addr
-                );
-            }
+            endpoint.enqueue(Item::Message(body.clone()), &self.settings, &self.metrics);
         }
         targets.len()
     }
@@ -116,17 +121,27 @@ impl Registry {
             .cloned()
             .collect();
         for endpoint in &targets {
-            endpoint.enqueue(Item::Heartbeat, &self.settings);
+            endpoint.enqueue(Item::Heartbeat, &self.settings, &self.metrics);
         }
         targets.len()
     }
 
-    /// Drops a dead endpoint from every topic and frees its queue.
-    pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>, reason: &DropReason) {
+    /// Drops a dead endpoint from every topic and frees its queue;
+    /// `unanswered` messages were sent but not answered.
+    pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>, reason: &DropReason, unanswered: usize) {
         let mut topics = lock(&self.topics);
         let mut endpoints = lock(&self.endpoints);
-        Self::unlink(&mut topics, &mut endpoints, endpoint);
-        log::warning!("subscriber {} dropped: {reason}", endpoint.addr);
+        let lost = self.unlink(&mut topics, &mut endpoints, endpoint) + unanswered;
+        self.count_drop(reason, lost);
+        log::warning!(
+            "subscriber {} dropped: {reason} ({lost} messages lost)",
+            endpoint.addr
+        );
+    }
+
+    fn count_drop(&self, reason: &DropReason, lost: usize) {
+        metrics::add(&self.metrics.subscribers_dropped[reason.index()], 1);
+        self.metrics.lost(Loss::SubscriberGone, lost);
     }
 
     /// Drops `endpoint` if it is still idle past the liveness timeout, checked
@@ -140,29 +155,33 @@ impl Registry {
         if !endpoint.is_idle(liveness) {
             return false;
         }
-        Self::unlink(&mut topics, &mut endpoints, endpoint);
+        let lost = self.unlink(&mut topics, &mut endpoints, endpoint);
+        self.count_drop(&DropReason::Idle, lost);
         log::info!("subscriber {} dropped: {}", endpoint.addr, DropReason::Idle);
         true
     }
 
+    /// Returns how many queued messages were discarded.
     fn unlink(
+        &self,
         topics: &mut HashMap<String, Vec<SocketAddr>>,
         endpoints: &mut HashMap<SocketAddr, Arc<Endpoint>>,
         endpoint: &Arc<Endpoint>,
-    ) {
-        endpoint.close();
+    ) -> usize {
+        let lost = endpoint.close();
         // A new endpoint may already sit at the same address: leave it be.
         if !endpoints
             .get(&endpoint.addr)
             .is_some_and(|e| Arc::ptr_eq(e, endpoint))
         {
-            return;
+            return lost;
         }
         endpoints.remove(&endpoint.addr);
         topics.retain(|_, addrs| {
             addrs.retain(|a| *a != endpoint.addr);
             !addrs.is_empty()
         });
+        lost
     }
 
     /// Stops every endpoint (broker shutdown).
@@ -171,9 +190,27 @@ impl Registry {
         let mut endpoints = lock(&self.endpoints);
         self.closed.store(true, Ordering::SeqCst);
         for endpoint in endpoints.values() {
-            endpoint.close();
+            self.metrics.lost(Loss::Shutdown, endpoint.close());
         }
         endpoints.clear();
         topics.clear();
+    }
+
+    /// Whether every queued message has been delivered (or given up).
+    pub(crate) fn is_drained(&self) -> bool {
+        lock(&self.endpoints).values().all(|e| e.depth().0 == 0)
+    }
+
+    /// Fills in the registry's gauges.
+    pub(crate) fn gauges(&self, g: &mut Gauges) {
+        let topics = lock(&self.topics);
+        let endpoints = lock(&self.endpoints);
+        g.topics = topics.len();
+        g.subscribers = endpoints.len();
+        for endpoint in endpoints.values() {
+            let (messages, bytes) = endpoint.depth();
+            g.queued_messages += messages;
+            g.queued_bytes += bytes;
+        }
     }
 }

@@ -16,6 +16,18 @@ pub(crate) enum Action {
     Subscribe { topic: String, port: u16 },
     /// `POST /hb`, with the optional port extension.
     Heartbeat { port: Option<u16> },
+    /// `GET /healthz` (extension).
+    Health,
+    /// `GET /metrics` (extension).
+    Metrics,
+}
+
+impl Action {
+    /// Whether `--token` guards it: the protocol's requests do, the
+    /// operations endpoints do not.
+    pub(crate) fn needs_token(&self) -> bool {
+        !matches!(self, Action::Health | Action::Metrics)
+    }
 }
 
 /// A request the broker refuses, with its status and a short reason.
@@ -23,6 +35,8 @@ pub(crate) enum Action {
 pub(crate) struct Reject {
     pub(crate) status: u16,
     pub(crate) reason: String,
+    /// For a 405: the method the path takes.
+    pub(crate) allow: &'static str,
 }
 
 impl Reject {
@@ -30,6 +44,7 @@ impl Reject {
         Reject {
             status,
             reason: reason.into(),
+            allow: "POST",
         }
     }
 
@@ -47,9 +62,22 @@ enum Endpoint {
 /// Routes a request whose body has been read in full.
 ///
 /// # Errors
-/// 404 for an unknown path, 405 for another method than POST on a known one,
-/// 400 for a bad topic or body.
+/// 404 for an unknown path, 405 for another method than the path takes
+/// (POST, GET for the operations endpoints), 400 for a bad topic or body.
 pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Reject> {
+    let operations = match path {
+        "/healthz" => Some(Action::Health),
+        "/metrics" => Some(Action::Metrics),
+        _ => None,
+    };
+    if let Some(action) = operations {
+        if method != "GET" {
+            let mut reject = Reject::new(405, "method not allowed");
+            reject.allow = "GET";
+            return Err(reject);
+        }
+        return Ok(action);
+    }
     let (endpoint, raw_topic) = if let Some(rest) = path.strip_prefix("/pub/") {
         (Endpoint::Publish, rest)
     } else if let Some(rest) = path.strip_prefix("/sub/") {
@@ -202,6 +230,10 @@ mod tests {
             ),
             ("POST", "/hb", "{", Err(400)),
             ("GET", "/hb", "", Err(405)),
+            ("GET", "/healthz", "", Ok(Action::Health)),
+            ("GET", "/metrics", "", Ok(Action::Metrics)),
+            ("POST", "/metrics", "", Err(405)),
+            ("GET", "/healthz/x", "", Err(404)),
         ];
         for (method, path, body, want) in cases {
             let got = route(method, path, body.as_bytes()).map_err(|r| r.status);

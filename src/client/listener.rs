@@ -66,11 +66,29 @@ fn serve(stream: TcpStream, inner: &Inner, messages: &SyncSender<Message>) {
             ..Limits::default()
         },
         idle_timeout: Duration::from_secs(300),
+        request_timeout: REQUEST_TIMEOUT,
         write_timeout: inner.timeout,
     };
-    let keep_going = || !inner.stopping.load(Ordering::Relaxed);
-    let mut handle = |head: &RequestHead, body: &[u8]| handle(head, body, inner, messages);
-    let _ = server::serve(stream, &settings, &keep_going, &mut handle);
+    let _ = server::serve(stream, &settings, &mut Callbacks { inner, messages });
+}
+
+/// Longest time a delivery from the broker may take to arrive in full.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The listener's side of one broker connection.
+struct Callbacks<'a> {
+    inner: &'a Inner,
+    messages: &'a SyncSender<Message>,
+}
+
+impl server::Handler for Callbacks<'_> {
+    fn handle(&mut self, head: &RequestHead, body: &[u8]) -> Reply {
+        handle(head, body, self.inner, self.messages)
+    }
+
+    fn keep_going(&self) -> bool {
+        !self.inner.stopping.load(Ordering::Relaxed)
+    }
 }
 
 fn handle(head: &RequestHead, body: &[u8], inner: &Inner, messages: &SyncSender<Message>) -> Reply {

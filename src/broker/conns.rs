@@ -1,0 +1,219 @@
+//! The table of open client connections: admits a new one while there is
+//! room, and when there is none, makes room by closing the connection that
+//! has been idle the longest (a keep-alive connection between requests).
+//!
+//! Owns a second handle on each socket, only to shut it down from outside.
+
+use std::collections::HashMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const EVICTED: u8 = 2;
+
+/// What a connection's thread and the table share about it.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    state: AtomicU8,
+    /// When it last finished a request (or opened), in ns since the table's epoch.
+    idle_since: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    /// A request begins; `false` if the connection was evicted meanwhile.
+    pub(crate) fn begin(&self) -> bool {
+        self.state
+            .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The request's answer is queued: idle again.
+    pub(crate) fn end(&self) {
+        self.idle_since.store(nanos(self.epoch), Ordering::Relaxed);
+        let _ = self
+            .state
+            .compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Whether a request is being read or answered.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.state.load(Ordering::Acquire) == BUSY
+    }
+}
+
+fn nanos(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+struct Entry {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+/// A connection's place in the table; dropping it frees the place.
+pub(crate) struct Ticket {
+    table: Arc<Conns>,
+    id: u64,
+    pub(crate) activity: Arc<Activity>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.id);
+    }
+}
+
+/// Open connections, at most `max`.
+pub(crate) struct Conns {
+    table: Mutex<HashMap<u64, Entry>>,
+    next_id: AtomicU64,
+    max: usize,
+    epoch: Instant,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// Every place is taken by a connection in the middle of a request.
+    AllBusy,
+}
+
+/// How a connection got its place.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    Free,
+    /// The longest-idle connection was closed to make room.
+    Evicted,
+}
+
+impl Conns {
+    pub(crate) fn new(max: usize) -> Arc<Conns> {
+        Arc::new(Conns {
+            table: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            max,
+            epoch: Instant::now(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Connections in the middle of a request now.
+    pub(crate) fn busy(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.activity.is_busy())
+            .count()
+    }
+
+    /// Takes a place for `stream` (keeping `handle`, a second handle on it),
+    /// closing the longest-idle connection if every place is taken.
+    ///
+    /// # Errors
+    /// [`Full::AllBusy`]: no place, and no idle connection to close.
+    pub(crate) fn admit(self: &Arc<Self>, handle: TcpStream) -> Result<(Ticket, Admitted), Full> {
+        let mut table = self.lock();
+        let mut how = Admitted::Free;
+        if table.len() >= self.max {
+            let victim = table
+                .iter()
+                .filter(|(_, e)| e.activity.state.load(Ordering::Acquire) == IDLE)
+                .min_by_key(|(id, e)| (e.activity.idle_since.load(Ordering::Relaxed), **id))
+                .map(|(id, _)| *id)
+                .ok_or(Full::AllBusy)?;
+            let entry = &table[&victim];
+            if entry
+                .activity
+                .state
+                .compare_exchange(IDLE, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return Err(Full::AllBusy); // it just got a request: let it be
+            }
+            let _ = entry.stream.shutdown(Shutdown::Both);
+            table.remove(&victim);
+            how = Admitted::Evicted;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity {
+            state: AtomicU8::new(IDLE),
+            idle_since: AtomicU64::new(nanos(self.epoch)),
+            epoch: self.epoch,
+        });
+        table.insert(
+            id,
+            Entry {
+                stream: handle,
+                activity: activity.clone(),
+            },
+        );
+        drop(table);
+        Ok((
+            Ticket {
+                table: self.clone(),
+                id,
+                activity,
+            },
+            how,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Admitted, Conns, Full};
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (client, listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn evicts_the_longest_idle_and_never_a_busy_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let conns = Conns::new(2);
+        let (mut c1, s1) = pair(&listener);
+        let (_c2, s2) = pair(&listener);
+        let (t1, _) = conns.admit(s1).unwrap();
+        let (t2, _) = conns.admit(s2).unwrap();
+        assert!(t2.activity.begin()); // busy: never evicted
+        let (_c3, s3) = pair(&listener);
+        let (_t3, how) = conns.admit(s3).unwrap();
+        assert_eq!(how, Admitted::Evicted);
+        assert!(
+            !t1.activity.begin(),
+            "the evicted one may not start a request"
+        );
+        assert_eq!(
+            c1.read(&mut [0u8; 1]).unwrap(),
+            0,
+            "evicted socket is closed"
+        );
+        drop(t1); // its thread ends: removing it again is harmless
+        assert_eq!(conns.open(), 2);
+        assert_eq!(conns.busy(), 1);
+        // t2 busy, t3 idle but newest: t3 goes next; with t3 busy too, none.
+        let (_c4, s4) = pair(&listener);
+        let (t4, how) = conns.admit(s4).unwrap();
+        assert_eq!(how, Admitted::Evicted);
+        assert!(t4.activity.begin());
+        let (_c5, s5) = pair(&listener);
+        assert_eq!(conns.admit(s5).err(), Some(Full::AllBusy));
+        t2.activity.end();
+        drop(t2);
+        assert_eq!(conns.open(), 1);
+    }
+}
