@@ -64,6 +64,7 @@ pub(crate) struct Metrics {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Gauges {
     pub(crate) connections_open: usize,
+    pub(crate) connections_busy: usize,
     pub(crate) subscribers: usize,
     pub(crate) topics: usize,
     pub(crate) queued_messages: usize,
@@ -88,149 +89,66 @@ impl Metrics {
     /// The page for `GET /metrics`.
     pub(crate) fn render(&self, g: &Gauges) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let n = |v: usize| v as u64;
+        #[rustfmt::skip]
+        let single = [
+            ("up", "gauge", "1 while serving, 0 while stopping.", u64::from(!g.stopping)),
+            ("connections_open", "gauge", "Client connections being served.", n(g.connections_open)),
+            ("connections_busy", "gauge", "Connections in the middle of a request (a scrape counts itself).", n(g.connections_busy)),
+            ("connections_total", "counter", "Client connections accepted.", get(&self.connections_total)),
+            ("connections_refused_total", "counter", "Connections turned away with 503 (limit or no thread).", get(&self.connections_refused)),
+            ("connections_evicted_total", "counter", "Idle keep-alive connections closed to make room.", get(&self.connections_evicted)),
+            ("requests_total", "counter", "Requests answered, any status.", get(&self.requests)),
+            ("subscribers", "gauge", "Subscriber endpoints (IP and port).", n(g.subscribers)),
+            ("topics", "gauge", "Topics with at least one subscriber.", n(g.topics)),
+            ("messages_published_total", "counter", "Messages accepted with 202.", get(&self.published)),
+            ("messages_delivered_total", "counter", "Messages a subscriber answered 2xx.", get(&self.delivered)),
+            ("queued_messages", "gauge", "Messages waiting in subscriber queues.", n(g.queued_messages)),
+            ("queued_bytes", "gauge", "Bytes waiting in subscriber queues.", n(g.queued_bytes)),
+            ("received_bytes_total", "counter", "Bytes read from client connections.", get(&self.bytes_in)),
+            ("sent_bytes_total", "counter", "Bytes written to client connections.", get(&self.bytes_out)),
+            ("delivered_bytes_total", "counter", "Message bodies delivered to subscribers, in bytes.", get(&self.delivered_bytes)),
+            ("threads", "gauge", "Connection and delivery threads running.", n(g.connections_open + g.subscribers)),
+            ("thread_budget", "gauge", "Most connection and delivery threads (--max-connections + --max-subscribers).", n(g.thread_budget)),
+        ];
         let mut page = String::with_capacity(4096);
-        let mut one = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(
-                page,
-                "# HELP broker_{name} {help}\n# TYPE broker_{name} {kind}"
-            );
-            for (labels, value) in samples {
-                let _ = writeln!(page, "broker_{name}{labels} {value}");
-            }
-        };
-        let threads = (g.connections_open + g.subscribers) as u64;
-        one(
-            "up",
-            "gauge",
-            "1 while serving, 0 while stopping.",
-            &[("", u64::from(!g.stopping))],
-        );
-        one(
-            "connections_open",
-            "gauge",
-            "Client connections being served.",
-            &[("", g.connections_open as u64)],
-        );
-        one(
-            "connections_total",
-            "counter",
-            "Client connections accepted.",
-            &[("", get(&self.connections_total))],
-        );
-        one(
-            "connections_refused_total",
-            "counter",
-            "Connections turned away with 503 (limit or no thread).",
-            &[("", get(&self.connections_refused))],
-        );
-        one(
-            "connections_evicted_total",
-            "counter",
-            "Idle keep-alive connections closed to make room.",
-            &[("", get(&self.connections_evicted))],
-        );
-        one(
-            "requests_total",
-            "counter",
-            "Requests answered, any status.",
-            &[("", get(&self.requests))],
-        );
-        one(
-            "subscribers",
-            "gauge",
-            "Subscriber endpoints (IP and port).",
-            &[("", g.subscribers as u64)],
-        );
-        one(
-            "topics",
-            "gauge",
-            "Topics with at least one subscriber.",
-            &[("", g.topics as u64)],
-        );
-        one(
-            "messages_published_total",
-            "counter",
-            "Messages accepted with 202.",
-            &[("", get(&self.published))],
-        );
-        one(
-            "messages_delivered_total",
-            "counter",
-            "Messages a subscriber answered 2xx.",
-            &[("", get(&self.delivered))],
-        );
-        let dropped: Vec<(String, u64)> = Loss::ALL
-            .iter()
-            .map(|&l| {
-                (
-                    format!("{{reason=\"{}\"}}", l.label()),
-                    get(&self.dropped[l as usize]),
-                )
-            })
-            .collect();
-        let dropped: Vec<(&str, u64)> = dropped.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        one(
+        for (name, kind, help, value) in single {
+            family(&mut page, name, kind, help);
+            let _ = writeln!(page, "broker_{name} {value}");
+        }
+        family(
+            &mut page,
             "messages_dropped_total",
             "counter",
             "Messages lost, by reason.",
-            &dropped,
         );
-        let gone: Vec<(String, u64)> = DROP_REASONS
-            .iter()
-            .zip(&self.subscribers_dropped)
-            .map(|(r, c)| (format!("{{reason=\"{r}\"}}"), get(c)))
-            .collect();
-        let gone: Vec<(&str, u64)> = gone.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        one(
-            "subscribers_dropped_total",
-            "counter",
-            "Subscriber endpoints dropped, by reason.",
-            &gone,
-        );
-        one(
-            "queued_messages",
-            "gauge",
-            "Messages waiting in subscriber queues.",
-            &[("", g.queued_messages as u64)],
-        );
-        one(
-            "queued_bytes",
-            "gauge",
-            "Bytes waiting in subscriber queues.",
-            &[("", g.queued_bytes as u64)],
-        );
-        one(
-            "received_bytes_total",
-            "counter",
-            "Bytes read from client connections.",
-            &[("", get(&self.bytes_in))],
-        );
-        one(
-            "sent_bytes_total",
-            "counter",
-            "Bytes written to client connections.",
-            &[("", get(&self.bytes_out))],
-        );
-        one(
-            "delivered_bytes_total",
-            "counter",
-            "Message bodies delivered to subscribers, in bytes.",
-            &[("", get(&self.delivered_bytes))],
-        );
-        one(
-            "threads",
-            "gauge",
-            "Connection and delivery threads running.",
-            &[("", threads)],
-        );
-        one(
-            "thread_budget",
-            "gauge",
-            "Most connection and delivery threads allowed (--max-connections + --max-subscribers).",
-            &[("", g.thread_budget as u64)],
-        );
+        for loss in Loss::ALL {
+            let value = get(&self.dropped[loss as usize]);
+            let _ = writeln!(
+                page,
+                "broker_messages_dropped_total{{reason=\"{}\"}} {value}",
+                loss.label()
+            );
+        }
+        let help = "Subscriber endpoints dropped, by reason.";
+        family(&mut page, "subscribers_dropped_total", "counter", help);
+        for (reason, counter) in DROP_REASONS.iter().zip(&self.subscribers_dropped) {
+            let value = get(counter);
+            let _ = writeln!(
+                page,
+                "broker_subscribers_dropped_total{{reason=\"{reason}\"}} {value}"
+            );
+        }
         page
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn family(page: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(
+        page,
+        "# HELP broker_{name} {help}\n# TYPE broker_{name} {kind}"
+    );
 }
 
 #[cfg(test)]

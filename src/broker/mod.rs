@@ -123,6 +123,7 @@ impl Shared {
     fn metrics_page(&self) -> String {
         let mut gauges = metrics::Gauges {
             connections_open: self.conns.open(),
+            connections_busy: self.conns.busy(),
             thread_budget: self.config.max_connections + self.config.max_subscribers,
             stopping: self.stopping.load(Ordering::SeqCst),
             ..metrics::Gauges::default()

@@ -43,10 +43,17 @@ impl BrokerProcess {
 
     /// Starts the broker on a given port (0: a free one).
     pub fn start_on(port: u16, extra: &[&str]) -> BrokerProcess {
+        Self::start_with_env(port, extra, &[])
+    }
+
+    /// Starts the broker on `port` with `extra` flags and environment
+    /// variables `env`.
+    pub fn start_with_env(port: u16, extra: &[&str], env: &[(&str, &str)]) -> BrokerProcess {
         let port = port.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
             .args(["--bind", "127.0.0.1", "-p", &port])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -74,6 +81,20 @@ impl BrokerProcess {
             }
         };
         BrokerProcess { child, addr, log }
+    }
+
+    /// Sends a signal (`TERM`, `INT`) to the process with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        wait_until(limit, || self.child.try_wait().ok().flatten())
     }
 
     /// Kills the process and waits for it.
@@ -398,4 +419,11 @@ fn serve_raw(stream: TcpStream, tx: mpsc::Sender<Delivered>, every: usize, pause
 /// Closes both directions of a stream, ignoring errors.
 pub fn hang_up(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+impl BrokerProcess {
+    /// The broker's process id (tests that watch its threads in /proc use it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
