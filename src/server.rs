@@ -215,6 +215,10 @@ pub(crate) fn serve(
         let keep_10 = !close && head.version == http::Version::Http10;
         let conn = reader.get_mut();
         write_reply(&mut conn.out, &reply, close, keep_10)?;
+        if head.method == "HEAD" {
+            // A response to HEAD ends at its head (RFC 9110 section 9.3.2).
+            conn.out.truncate(conn.out.len() - reply.body.len());
+        }
         if close {
             break;
         }

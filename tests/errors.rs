@@ -121,7 +121,8 @@ fn when_full_the_longest_idle_connection_makes_room_else_503() {
 
     // Both places busy (each in the middle of a request, which the broker
     // shows by its 100 Continue): a fourth gets 503 and a close.
-    let head = b"POST /pub/t HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n";
+    let head =
+        b"POST /pub/t HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n";
     let mut readers = Vec::new();
     for stream in [&newer, &third] {
         stream.try_clone().unwrap().write_all(head).unwrap();
@@ -135,7 +136,11 @@ fn when_full_the_longest_idle_connection_makes_room_else_503() {
     assert!(closed);
     // The busy ones finish their requests undisturbed.
     for (stream, mut reader) in [&newer, &third].into_iter().zip(readers) {
-        stream.try_clone().unwrap().write_all(br#"{"data":"y"}"#).unwrap();
+        stream
+            .try_clone()
+            .unwrap()
+            .write_all(br#"{"data":"y"}"#)
+            .unwrap();
         assert_eq!(read_resp(&mut reader).unwrap().status, 202);
     }
 }
