@@ -31,7 +31,7 @@ mod publisher;
 pub use error::Error;
 pub use publisher::{DEFAULT_WINDOW, Failure, Publisher};
 
-use crate::http::{self, HttpError};
+use crate::http;
 use crate::json;
 use crate::net::{self, Connection};
 use crate::topic;
@@ -223,11 +223,10 @@ impl Inner {
         let first = self.exchange(&mut conn, reused, target, body);
         match first {
             // The broker closed the idle connection as we wrote: once more on
-            // a fresh one, as HTTP clients do.
+            // a fresh one, as HTTP clients do. Not after part of an answer
+            // (`HttpError::UnexpectedEof`): that broker got the publish, and
+            // sending it again would publish it twice.
             Err(Error::Io(ref e)) if reused && net::is_peer_close(e) => {
-                self.exchange(&mut conn, false, target, body)
-            }
-            Err(Error::Http(HttpError::UnexpectedEof)) if reused => {
                 self.exchange(&mut conn, false, target, body)
             }
             other => other,
