@@ -427,53 +427,125 @@ fn deep_nesting_uses_no_recursion() {
         .expect("parsing must not overflow the stack");
 }
 
-#[test]
-fn mutated_bodies_never_panic() {
-    let seeds: [&[u8]; 10] = [
-        br#"{"data":"MyData","qos":0}"#,
-        br#"{"qos":0,"port":"10000"}"#,
-        br#"{"data":"x","Topic":"hello/world"}"#,
-        br#"{"a":[1,2.5e-3,{"b":[true,false,null]}],"c":{}}"#,
-        br#"{"s":"\ud83d\ude00 \u003c\n\"","n":-0.0}"#,
-        "{\"é\":\"中文\",\"k\":\"😀\"}".as_bytes(),
-        br#"{ "x" : [ [ [ ] ] ] , "y" : { "z" : "w" } }"#,
-        br#"{"data":"a\\b\/c","qos":1,"data":"dup"}"#,
-        b"{}",
-        br#"{"deep":[[[[{"a":[{"b":"c"}]}]]]]}"#,
-    ];
-    let interesting = b"{}[]\",:\\u0123456789-+.eEtrufalsn \t\n\x00\x1f\x7f\x80\xc3\xed\xff";
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let (mut accepted, mut rejected) = (0, 0);
-    for _ in 0..20_000 {
-        let mut body = seeds[rng.below(seeds.len())].to_vec();
-        for _ in 0..=rng.below(4) {
-            let at = rng.below(body.len() + 1);
-            match rng.below(4) {
-                0 if at < body.len() => body[at] ^= 1 << rng.below(8),
-                1 => body.insert(at, interesting[rng.below(interesting.len())]),
-                2 if at < body.len() => drop(body.remove(at)),
-                _ => {
-                    let donor = seeds[rng.below(seeds.len())];
-                    let start = rng.below(donor.len());
-                    let end = start + rng.below(donor.len() - start + 1);
-                    let cut = (at + rng.below(4)).min(body.len());
-                    body.splice(at..cut, donor[start..end].iter().copied());
-                }
-            }
+/// Mutated bodies in [`mutated_bodies_never_panic`].
+const MUTATION_CASES: usize = 100_000;
+
+/// The bodies of `PROTOCOL.md` and the corners of the grammar.
+const MUTATION_SEEDS: [&[u8]; 16] = [
+    br#"{"data":"MyData","qos":0}"#,
+    br#"{"qos":0,"port":"10000"}"#,
+    br#"{"port":10000}"#,
+    br#"{"port":"10000"}"#,
+    br#"{"data":"MyData","Topic":"hello/world"}"#,
+    br#"{"a":[1,2.5e-3,{"b":[true,false,null]}],"c":{}}"#,
+    br#"{"s":"\ud83d\ude00 \u003c\n\"","n":-0.0}"#,
+    r#"{"é":"中文","k":"😀","ſ":"\u212a"}"#.as_bytes(),
+    br#"{ "x" : [ [ [ ] ] ] , "y" : { "z" : "w" } }"#,
+    br#"{"data":"a\\b\/c","qos":1,"data":"dup"}"#,
+    b"{}",
+    b" \t\r\n{ \n } \r\n",
+    br#"{"deep":[[[[{"a":[{"b":"c"}]}]]]]}"#,
+    br#"{"h":"\u003cb\u003e \u0026 \b\f\r\t","t":true,"f":false,"z":null}"#,
+    br#"{"n":[0,-1,1.5E+10,0.25e-3,123456789012345678901234567890]}"#,
+    br#"{"k\"}":"]\\\"[{","\u005d":[]}"#,
+];
+
+/// Writes `object` back as JSON with the module's string encoder: scalars as they decoded,
+/// containers as the empty container they decoded as.
+fn reencode(object: &Object) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in object.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        match parse_object(&body) {
-            Ok(object) => {
-                accepted += 1;
-                assert!(object.iter().all(|(key, _)| object.get(key).is_some()));
+        write_string(&mut out, key);
+        out.push(':');
+        match value {
+            Value::String(text) => write_string(&mut out, text),
+            Value::Number(literal) => out.push_str(literal),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Null => out.push_str("null"),
+            Value::Array => out.push_str("[]"),
+            Value::Object => out.push_str("{}"),
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// One to four edits: flip a bit, insert an interesting byte, delete a run, or splice (replace
+/// a few bytes with a slice of another seed).
+fn mutate_body(rng: &mut XorShift, body: &mut Vec<u8>) {
+    let interesting = b"{}[]\",:\\u0123456789-+.eEtrufalsn \t\n\x00\x1f\x7f\x80\xc3\xed\xff";
+    for _ in 0..=rng.below(4) {
+        let at = rng.below(body.len() + 1);
+        match rng.below(4) {
+            0 if at < body.len() => body[at] ^= 1 << rng.below(8),
+            1 => body.insert(at, interesting[rng.below(interesting.len())]),
+            2 if at < body.len() => {
+                let end = (at + 1 + rng.below(4)).min(body.len());
+                body.drain(at..end);
             }
-            Err(e) => {
-                rejected += 1;
-                assert!(e.offset() <= body.len(), "{e} for {body:?}");
+            _ => {
+                let donor = MUTATION_SEEDS[rng.below(MUTATION_SEEDS.len())];
+                let start = rng.below(donor.len());
+                let end = start + rng.below(donor.len() - start + 1);
+                let cut = (at + rng.below(4)).min(body.len());
+                body.splice(at..cut, donor[start..end].iter().copied());
             }
         }
     }
+}
+
+/// Decodes `body`; whatever decodes must re-encode to the same object. `true` if it decoded.
+fn decode_and_reencode(body: &[u8]) -> bool {
+    match parse_object(body) {
+        Ok(object) => {
+            assert!(object.iter().all(|(key, _)| object.get(key).is_some()));
+            let text = reencode(&object);
+            let again = parse_object(text.as_bytes());
+            assert_eq!(again.as_ref(), Ok(&object), "re-encoded as {text:?}");
+            true
+        }
+        Err(e) => {
+            assert!(e.offset() <= body.len(), "{e}");
+            false
+        }
+    }
+}
+
+#[test]
+fn mutated_bodies_never_panic() {
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let (mut accepted, mut rejected) = (0, 0);
+    for iteration in 0..MUTATION_CASES {
+        let mut body = MUTATION_SEEDS[rng.below(MUTATION_SEEDS.len())].to_vec();
+        mutate_body(&mut rng, &mut body);
+        let outcome = std::panic::catch_unwind(|| {
+            // Any text, mangled or not, survives the encoder as a key and as a value.
+            if let Ok(text) = std::str::from_utf8(&body) {
+                let encoded = encode_object(&[(text, text)]);
+                let object = parse_object(encoded.as_bytes());
+                let members = object.as_ref().map(|o| o.iter().collect::<Vec<_>>());
+                assert_eq!(
+                    members,
+                    Ok(vec![(text, &s(text))]),
+                    "encoded as {encoded:?}"
+                );
+            }
+            decode_and_reencode(&body)
+        });
+        match outcome {
+            Ok(true) => accepted += 1,
+            Ok(false) => rejected += 1,
+            Err(_) => panic!(
+                "case {iteration} panicked (message above) on input b\"{}\"",
+                body.escape_ascii()
+            ),
+        }
+    }
     assert!(
-        accepted > 0 && rejected > 0,
+        accepted > MUTATION_CASES / 20 && rejected > MUTATION_CASES / 2,
         "accepted {accepted}, rejected {rejected}"
     );
 }
