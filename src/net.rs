@@ -44,6 +44,8 @@ pub(crate) struct Connection {
     writer: BufWriter<TcpStream>,
     host: String,
     timeout: Duration,
+    /// `Bearer TOKEN` for every request, if the broker wants a token.
+    authorization: Option<String>,
 }
 
 impl Connection {
@@ -63,6 +65,7 @@ impl Connection {
             writer: BufWriter::with_capacity(16 * 1024, stream),
             host: addr.to_string(),
             timeout,
+            authorization: None,
         })
     }
 
@@ -88,11 +91,6 @@ impl Connection {
         !self.reader.buffer().is_empty()
     }
 
-    /// The `Host` this connection's requests carry.
-    pub(crate) fn host(&self) -> &str {
-        &self.host
-    }
-
     /// Another handle on the socket, for a writer of its own.
     pub(crate) fn try_clone_stream(&self) -> io::Result<TcpStream> {
         self.writer.get_ref().try_clone()
@@ -105,14 +103,37 @@ impl Connection {
         content_type: Option<&str>,
         body: &[u8],
     ) -> io::Result<()> {
-        http::write_request(
-            &mut self.writer,
-            "POST",
+        let Connection {
+            writer,
+            host,
+            authorization,
+            ..
+        } = self;
+        write_post(
+            writer,
+            host,
+            authorization.as_deref(),
             target,
-            &self.host,
             content_type,
             body,
         )
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request from now on.
+    pub(crate) fn authorize(&mut self, token: Option<&str>) {
+        self.authorization = token.map(|t| format!("Bearer {t}"));
+    }
+
+    /// Writes a request as [`Connection::send`] would, to `w`.
+    pub(crate) fn encode(
+        &self,
+        w: &mut impl Write,
+        target: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> io::Result<()> {
+        let auth = self.authorization.as_deref();
+        write_post(w, &self.host, auth, target, content_type, body)
     }
 
     /// Sends everything buffered.
@@ -157,4 +178,27 @@ pub(crate) fn loopback_for(addr: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, addr.port())
+}
+
+/// A `POST` with the optional `Content-Type` and `Authorization` headers.
+fn write_post(
+    w: &mut impl Write,
+    host: &str,
+    authorization: Option<&str>,
+    target: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> io::Result<()> {
+    let mut headers = [("", ""); 2];
+    let mut n = 0;
+    for (name, value) in [
+        ("Content-Type", content_type),
+        ("Authorization", authorization),
+    ] {
+        if let Some(value) = value {
+            headers[n] = (name, value);
+            n += 1;
+        }
+    }
+    http::write_request(w, "POST", target, host, &headers[..n], body)
 }

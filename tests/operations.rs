@@ -318,3 +318,30 @@ fn past_max_subscribers_a_subscription_gets_503() {
     publish(broker.addr, "t", "only a");
     assert_eq!(a.recv_data(1), ["only a"]);
 }
+
+#[test]
+fn the_client_carries_the_token() {
+    use message_broker::client::{Client, Error};
+    let broker = BrokerProcess::start(&["--token", "s3cret"]);
+    let addr = broker.addr.to_string();
+    let with = Client::builder(addr.clone())
+        .listen_port(0)
+        .token("s3cret")
+        .build()
+        .unwrap();
+    let messages = support::subscribe_channel(&with, "t");
+    let mut publisher = with.publisher();
+    publisher.send("t", "pipelined").unwrap();
+    assert!(publisher.flush().is_empty());
+    with.publish("t", "plain").unwrap();
+    let got: Vec<String> = (0..2)
+        .map(|_| messages.recv_timeout(WAIT).unwrap().data)
+        .collect();
+    assert_eq!(got, ["pipelined", "plain"]);
+
+    let without = Client::builder(addr).listen_port(0).build().unwrap();
+    match without.publish("t", "x") {
+        Err(Error::Status { status: 401, .. }) => {}
+        other => panic!("expected 401, got {other:?}"),
+    }
+}

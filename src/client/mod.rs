@@ -66,9 +66,23 @@ pub struct Builder {
     timeout: Duration,
     heartbeat_interval: Duration,
     resubscribe_after: Duration,
+    token: Option<String>,
 }
 
 impl Builder {
+    /// Sends `Authorization: Bearer TOKEN` with every request, for a broker
+    /// started with `--token TOKEN`. Default none.
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").token("s3cret").build()?;
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn token(mut self, token: impl Into<String>) -> Builder {
+        self.token = Some(token.into());
+        self
+    }
+
     /// The port to listen on for the broker's calls. Default 10000; 0 takes a
     /// free port (see [`Client::listen_port`]).
     pub fn listen_port(mut self, port: u16) -> Builder {
@@ -122,6 +136,7 @@ impl Builder {
             timeout: self.timeout,
             heartbeat_interval: self.heartbeat_interval,
             resubscribe_after: self.resubscribe_after,
+            token: self.token,
             conn: Mutex::new(None),
             callbacks: Mutex::new(HashMap::new()),
             broker_seen: Mutex::new(Instant::now()),
@@ -161,6 +176,7 @@ struct Inner {
     timeout: Duration,
     heartbeat_interval: Duration,
     resubscribe_after: Duration,
+    token: Option<String>,
     /// The persistent connection to the broker, for every request.
     conn: Mutex<Option<Connection>>,
     callbacks: Mutex<HashMap<String, Callback>>,
@@ -182,6 +198,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
+    /// A new connection to the broker, resolved afresh, with the token.
+    fn connect(&self) -> Result<Connection, Error> {
+        let mut conn = Connection::connect(resolve(&self.broker)?, self.timeout)?;
+        conn.authorize(self.token.as_deref());
+        Ok(conn)
+    }
+
     fn lock_callbacks(&self) -> MutexGuard<'_, HashMap<String, Callback>> {
         lock(&self.callbacks)
     }
@@ -242,7 +265,7 @@ impl Inner {
     ) -> Result<(), Error> {
         let c = match conn {
             Some(c) if reuse => c,
-            _ => conn.insert(Connection::connect(resolve(&self.broker)?, self.timeout)?),
+            _ => conn.insert(self.connect()?),
         };
         let result = send_and_read(c, target, body);
         match &result {
@@ -334,6 +357,7 @@ impl Client {
             timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(4),
             resubscribe_after: Duration::from_secs(10),
+            token: None,
         }
     }
 

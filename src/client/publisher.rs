@@ -6,8 +6,7 @@
 //! lost is reported as failed, since the broker may or may not have taken it.
 
 use super::outbox::Outbox;
-use super::{Error, Inner, publish_request, resolve, status_error};
-use crate::http;
+use super::{Error, Inner, publish_request, status_error};
 use crate::net::{self, Connection};
 use std::collections::VecDeque;
 use std::io;
@@ -63,7 +62,7 @@ struct Pipe {
 
 impl Pipe {
     fn open(inner: &Inner) -> Result<Pipe, Error> {
-        let conn = Connection::connect(resolve(&inner.broker)?, inner.timeout)?;
+        let conn = inner.connect()?;
         let outbox = Outbox::start(conn.try_clone_stream()?)?;
         Ok(Pipe { conn, outbox })
     }
@@ -125,14 +124,8 @@ impl Publisher {
         };
         // Built outside the outbox's lock, so its thread is not held up.
         self.request.clear();
-        http::write_request(
-            &mut self.request,
-            "POST",
-            &target,
-            pipe.conn.host(),
-            Some("application/json"),
-            &body,
-        )?;
+        let json = Some("application/json");
+        pipe.conn.encode(&mut self.request, &target, json, &body)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.push_back(seq);

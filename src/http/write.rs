@@ -83,13 +83,13 @@ pub fn write_response<W: Write>(
 }
 
 /// Writes a complete HTTP/1.1 request with `Host`, `Content-Length` (always, also 0) and
-/// `Content-Type` if given. The caller buffers and flushes.
+/// `headers` (such as `Content-Type` or `Authorization`). The caller buffers and flushes.
 ///
 /// # Errors
 ///
 /// [`io::ErrorKind::InvalidInput`] (nothing written) if `method` is not a token, `target` is
-/// empty or holds spaces or control characters, or `host` / `content_type` hold control
-/// characters; otherwise any error of `w`.
+/// empty or holds spaces or control characters, `host` holds control characters, or a header
+/// is invalid or is `Content-Length` / `Transfer-Encoding`; otherwise any error of `w`.
 ///
 /// # Examples
 ///
@@ -97,7 +97,8 @@ pub fn write_response<W: Write>(
 /// use message_broker::http::write_request;
 ///
 /// let mut out = Vec::new();
-/// write_request(&mut out, "POST", "/msg", "10.0.0.7:10000", Some("application/json"), b"{}")?;
+/// let headers = [("Content-Type", "application/json")];
+/// write_request(&mut out, "POST", "/msg", "10.0.0.7:10000", &headers, b"{}")?;
 /// assert_eq!(
 ///     out,
 ///     b"POST /msg HTTP/1.1\r\nHost: 10.0.0.7:10000\r\nContent-Length: 2\r\n\
@@ -110,7 +111,7 @@ pub fn write_request<W: Write>(
     method: &str,
     target: &str,
     host: &str,
-    content_type: Option<&str>,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<()> {
     if !is_token(method.as_bytes()) {
@@ -120,12 +121,19 @@ pub fn write_request<W: Write>(
         return Err(invalid("request target has spaces or control characters"));
     }
     check_header("Host", host)?;
+    for &(name, value) in headers {
+        check_header(name, value)?;
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            return Err(invalid("framing headers are written by write_request"));
+        }
+    }
     let mut head = Vec::with_capacity(128);
     write!(head, "{method} {target} HTTP/1.1\r\nHost: {host}\r\n")?;
     write!(head, "Content-Length: {}\r\n", body.len())?;
-    if let Some(ct) = content_type {
-        check_header("Content-Type", ct)?;
-        write!(head, "Content-Type: {ct}\r\n")?;
+    for (name, value) in headers {
+        write!(head, "{name}: {value}\r\n")?;
     }
     head.extend_from_slice(b"\r\n");
     w.write_all(&head)?;
@@ -257,14 +265,17 @@ mod tests {
             assert!(out.is_empty());
         }
         let mut out = Vec::new();
-        for (m, t, h, ct) in [
-            ("PO ST", "/", "h", None),
-            ("POST", "/a b", "h", None),
-            ("POST", "", "h", None),
-            ("POST", "/", "h\r\nX: 1", None),
-            ("POST", "/", "h", Some("a\nb")),
+        let ct: &[(&str, &str)] = &[("Content-Type", "a\nb")];
+        let framing: &[(&str, &str)] = &[("Content-Length", "1")];
+        for (m, t, h, headers) in [
+            ("PO ST", "/", "h", &[][..]),
+            ("POST", "/a b", "h", &[]),
+            ("POST", "", "h", &[]),
+            ("POST", "/", "h\r\nX: 1", &[]),
+            ("POST", "/", "h", ct),
+            ("POST", "/", "h", framing),
         ] {
-            let err = write_request(&mut out, m, t, h, ct, b"").unwrap_err();
+            let err = write_request(&mut out, m, t, h, headers, b"").unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
             assert!(out.is_empty());
         }
@@ -274,22 +285,19 @@ mod tests {
     fn written_messages_parse_back() {
         let l = Limits::default();
         let mut out = Vec::new();
-        write_request(&mut out, "POST", "/pub/a%20b", "127.0.0.1:9999", None, b"").unwrap();
-        write_request(
-            &mut out,
-            "POST",
-            "/msg",
-            "h",
-            Some("application/json"),
-            b"{\"a\":1}",
-        )
-        .unwrap();
+        write_request(&mut out, "POST", "/pub/a%20b", "127.0.0.1:9999", &[], b"").unwrap();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer t"),
+        ];
+        write_request(&mut out, "POST", "/msg", "h", &headers, b"{\"a\":1}").unwrap();
         let mut r: &[u8] = &out;
         let first = read_request_head(&mut r, &l).unwrap().unwrap();
         assert_eq!(read_body(&mut r, first.framing, &l).unwrap(), b"");
         assert_eq!(first.headers.get("host"), Some("127.0.0.1:9999"));
         let second = read_request_head(&mut r, &l).unwrap().unwrap();
         assert_eq!(second.headers.get("content-type"), Some("application/json"));
+        assert_eq!(second.headers.get("authorization"), Some("Bearer t"));
         assert_eq!(read_body(&mut r, second.framing, &l).unwrap(), b"{\"a\":1}");
         assert!(r.is_empty());
 
