@@ -48,8 +48,12 @@
 //! - [`json`]: the JSON decoder and encoder (pure).
 //! - [`broker`]: the server: connections, the subscription registry, delivery.
 //! - [`client`]: the embeddable client: publish, subscribe with a callback.
-//! - [`cli`]: the broker's command line.
+//! - [`cli`]: the broker's command line and its `BROKER_*` variables.
 //! - [`log`]: leveled logging to stderr.
+//!
+//! `unsafe` is denied everywhere but in the private `signal` module, which
+//! installs the SIGTERM/SIGINT handler through the C library (std has no
+//! signal API); see [`broker::Broker::stop_on_signals`].
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
