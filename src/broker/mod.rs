@@ -194,7 +194,9 @@ impl Broker {
         }
     }
 
-    /// Stops this broker on `SIGTERM` or `SIGINT` (see [`crate::signal`]).
+    /// Stops this broker gracefully on `SIGTERM` or `SIGINT` (a second
+    /// signal exits at once with status 1). Under Unikraft no signal ever
+    /// arrives: the VM is stopped from outside.
     ///
     /// # Errors
     /// The handlers could not be installed.
