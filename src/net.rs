@@ -143,7 +143,16 @@ impl Connection {
 
     /// Reads one response, which must arrive within the timeout from now.
     pub(crate) fn read_response(&mut self, limits: &Limits) -> Result<Response, HttpError> {
-        self.reader.get_mut().deadline = Instant::now() + self.timeout;
+        self.read_response_by(limits, Instant::now() + self.timeout)
+    }
+
+    /// Reads the next response, which must have arrived by `deadline`.
+    pub(crate) fn read_response_by(
+        &mut self,
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Result<Response, HttpError> {
+        self.reader.get_mut().deadline = deadline;
         http::read_response(&mut self.reader, limits)
     }
 }

@@ -820,3 +820,55 @@ fn hostile_calls_to_the_listener_do_not_stop_valid_deliveries() {
     })
     .check(Instant::now() + LIMIT);
 }
+
+/// One deadline covers a whole call, its retry included: a broker that
+/// takes a publish on the kept-alive connection, stalls, closes without a
+/// word (so the client retries on a fresh connection), then never answers
+/// the retry, costs the caller one timeout, not two.
+#[test]
+fn a_retried_call_keeps_its_one_deadline() {
+    let timeout = Duration::from_millis(1000);
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (first, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(first.try_clone().unwrap());
+        read_request(&mut reader); // a first publish, answered
+        (&first).write_all(ACCEPTED).unwrap();
+        read_request(&mut reader); // the second: a stall, then a close
+        thread::sleep(Duration::from_millis(700)); // the hostile behaviour itself
+        let _ = first.shutdown(Shutdown::Both);
+        let (_silent, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_secs(5)); // holds the retry unanswered
+    });
+    let client = Client::builder(addr.to_string())
+        .listen_port(0)
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    client.publish("t", "one").unwrap();
+    let started = Instant::now();
+    let result = client.publish("t", "two");
+    let took = started.elapsed();
+    assert!(result.is_err(), "{result:?}");
+    assert!(
+        took < Duration::from_millis(1400),
+        "a retry must not restart the clock: {took:?}"
+    );
+}
+
+/// Reads one request head and its Content-Length body.
+fn read_request(reader: &mut BufReader<TcpStream>) {
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "request expected");
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    reader.read_exact(&mut vec![0; len]).unwrap();
+}

@@ -97,8 +97,9 @@ impl Builder {
         self
     }
 
-    /// Longest wait for one request to the broker (connect, send, answer).
-    /// Default 5 s.
+    /// Longest wait for one call to the broker: connecting and the answer
+    /// share this deadline, a retry on a fresh connection included (a write
+    /// the broker does not take gives up after as long again). Default 5 s.
     pub fn timeout(mut self, timeout: Duration) -> Builder {
         self.timeout = timeout;
         self
@@ -198,9 +199,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// A new connection to the broker, resolved afresh, with the token.
-    fn connect(&self) -> Result<Connection, Error> {
-        let mut conn = Connection::connect(resolve(&self.broker)?, self.timeout)?;
+    /// A new connection to the broker, resolved afresh, with the token;
+    /// made by `deadline`.
+    fn connect(&self, deadline: Instant) -> Result<Connection, Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Io(std::io::ErrorKind::TimedOut.into()));
+        }
+        let mut conn = Connection::connect(resolve(&self.broker)?, left)?;
         conn.authorize(self.token.as_deref());
         Ok(conn)
     }
@@ -241,16 +247,18 @@ impl Inner {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
+        // One deadline for the whole call, retry included.
+        let deadline = Instant::now() + self.timeout;
         let mut conn = lock(&self.conn);
         let reused = matches!(conn.as_ref(), Some(c) if !c.is_stale());
-        let first = self.exchange(&mut conn, reused, target, body);
+        let first = self.exchange(&mut conn, reused, target, body, deadline);
         match first {
             // The broker closed the idle connection as we wrote: once more on
             // a fresh one, as HTTP clients do. Not after part of an answer
             // (`HttpError::UnexpectedEof`): that broker got the publish, and
             // sending it again would publish it twice.
             Err(Error::Io(ref e)) if reused && net::is_peer_close(e) => {
-                self.exchange(&mut conn, false, target, body)
+                self.exchange(&mut conn, false, target, body, deadline)
             }
             other => other,
         }
@@ -262,12 +270,13 @@ impl Inner {
         reuse: bool,
         target: &str,
         body: &[u8],
+        deadline: Instant,
     ) -> Result<(), Error> {
         let c = match conn {
             Some(c) if reuse => c,
-            _ => conn.insert(self.connect()?),
+            _ => conn.insert(self.connect(deadline)?),
         };
-        let result = send_and_read(c, target, body);
+        let result = send_and_read(c, target, body, deadline);
         match &result {
             Ok(keep_alive) if *keep_alive => {}
             _ => *conn = None,
@@ -302,7 +311,12 @@ fn resolve(broker: &str) -> Result<SocketAddr, Error> {
         .ok_or_else(|| Error::Address(broker.to_owned()))
 }
 
-fn send_and_read(conn: &mut Connection, target: &str, body: &[u8]) -> Result<bool, Error> {
+fn send_and_read(
+    conn: &mut Connection,
+    target: &str,
+    body: &[u8],
+    deadline: Instant,
+) -> Result<bool, Error> {
     let sent = conn
         .send(target, Some("application/json"), body)
         .and_then(|()| conn.flush());
@@ -313,12 +327,12 @@ fn send_and_read(conn: &mut Connection, target: &str, body: &[u8]) -> Result<boo
         if !net::is_peer_close(&e) {
             return Err(Error::Io(e));
         }
-        return match conn.read_response(&net::response_limits()) {
+        return match conn.read_response_by(&net::response_limits(), deadline) {
             Ok(response) if response.status != 202 => Err(status_error(&response)),
             _ => Err(Error::Io(e)),
         };
     }
-    let response = conn.read_response(&net::response_limits())?;
+    let response = conn.read_response_by(&net::response_limits(), deadline)?;
     if response.status != 202 {
         return Err(status_error(&response));
     }
