@@ -450,6 +450,32 @@ fn killed_subscriber_is_dropped_and_the_others_keep_receiving() {
         .filter(|l| l.contains(&format!("subscriber 127.0.0.1:{port} dropped")))
         .count();
     assert_eq!(drops, 1, "dropped once");
-    // Its queue memory: there is no metrics endpoint to read a queue depth
-    // from yet; what can be seen is that nothing is delivered to it.
+    // Its queue is freed: the broker counts one subscriber, the healthy one,
+    // nothing queued (once the healthy one's last answer is back), and the
+    // drop with its reason.
+    let value = |page: &str, sample: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {sample} in {page}"))
+            .parse()
+            .unwrap()
+    };
+    let request = b"GET /metrics HTTP/1.1\r\nHost: b\r\n\r\n";
+    let page = support::wait_until(WAIT, || {
+        let page = support::exchange(broker.addr, request).text();
+        (value(&page, "broker_queued_messages") == 0).then_some(page)
+    })
+    .expect("nothing stays queued");
+    let value = |sample: &str| value(&page, sample);
+    assert_eq!(value("broker_subscribers"), 1);
+    assert_eq!(value("broker_queued_bytes"), 0);
+    let dropped: u64 = ["connect_failed", "timeout", "io", "refused", "bad_response"]
+        .iter()
+        .map(|r| {
+            value(&format!(
+                "broker_subscribers_dropped_total{{reason=\"{r}\"}}"
+            ))
+        })
+        .sum();
+    assert_eq!(dropped, 1);
 }
