@@ -88,6 +88,24 @@ pub(crate) trait Handler {
     }
 }
 
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// The peer closed it between requests.
+    Peer,
+    /// No request began within the idle timeout.
+    Idle,
+    /// After an answer: `Connection: close`, HTTP/1.0, or the owner stopping.
+    Done,
+    /// Closed from outside ([`Handler::begin`] said no).
+    Evicted,
+    /// A request broke a rule or a limit, or did not arrive in time: its
+    /// status (400, 408, 413, 414, 417, 431, 505) was sent.
+    Refused(u16),
+    /// The peer went away in the middle of a request.
+    Truncated,
+}
+
 /// Bytes read from and written to a connection.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Traffic {
@@ -153,15 +171,16 @@ impl Read for Conn {
     }
 }
 
-/// Serves `stream` until it closes, handing each request to `handler`.
+/// Serves `stream` until it closes, handing each request to `handler`;
+/// returns why it closed.
 ///
 /// # Errors
-/// Transport errors other than the idle timeout (for logging only).
+/// Transport errors other than the timeouts (for logging only).
 pub(crate) fn serve(
     stream: TcpStream,
     settings: &Settings,
     handler: &mut dyn Handler,
-) -> io::Result<()> {
+) -> io::Result<Close> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(settings.idle_timeout))?;
     stream.set_write_timeout(Some(settings.write_timeout))?;
@@ -175,23 +194,23 @@ pub(crate) fn serve(
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     let limits = &settings.limits;
-    loop {
+    let why = loop {
         // Idle until the first byte of the next request.
         if reader.buffer().is_empty() {
             match reader.fill_buf() {
-                Ok([]) => break,
+                Ok([]) => break Close::Peer,
                 Ok(_) => {}
-                Err(e) if is_timeout(&e) => break,
+                Err(e) if is_timeout(&e) => break Close::Idle,
                 Err(e) => return Err(e),
             }
         }
         if !handler.begin() {
-            break;
+            break Close::Evicted;
         }
         reader.get_mut().deadline = Instant::now().checked_add(settings.request_timeout);
         let head = match http::read_request_head(&mut reader, limits) {
             Ok(Some(head)) => head,
-            Ok(None) => break,
+            Ok(None) => break Close::Peer,
             Err(e) => return answer_error(reader.get_mut(), e, handler),
         };
         if head.expect_continue {
@@ -220,18 +239,18 @@ pub(crate) fn serve(
             conn.out.truncate(conn.out.len() - reply.body.len());
         }
         if close {
-            break;
+            break Close::Done;
         }
         if conn.out.len() >= WRITE_BUFFER {
             conn.send()?;
         }
         handler.end(conn.take_traffic());
-    }
+    };
     let conn = reader.get_mut();
     conn.send()?;
     handler.end(conn.take_traffic());
     linger_close(&conn.stream, LINGER);
-    Ok(())
+    Ok(why)
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -293,7 +312,7 @@ fn write_reply(
 
 /// Sends the status for a framing error (408 for a request that did not
 /// arrive in time), then ends the connection.
-fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io::Result<()> {
+fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io::Result<Close> {
     let timed_out = matches!(&e, HttpError::Io(io) if is_timeout(io));
     let status = if timed_out { Some(408) } else { e.status() };
     let result = match status {
@@ -305,14 +324,15 @@ fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io:
             };
             write_reply(&mut conn.out, &Reply::status(status, text), true, false)
                 .and_then(|()| conn.send())
+                .map(|()| Close::Refused(status))
         }
         None => match e {
             HttpError::Io(io) => Err(io),
-            _ => conn.send(),
+            _ => conn.send().map(|()| Close::Truncated),
         },
     };
     handler.end(conn.take_traffic());
-    if result.is_ok() && status.is_some() {
+    if matches!(result, Ok(Close::Refused(_))) {
         linger_close(&conn.stream, LINGER);
     }
     result

@@ -223,6 +223,28 @@ fn a_request_trickling_in_gets_408_at_the_request_deadline() {
         "{took:?}"
     );
     trickle.join().unwrap();
+    let counted = wait_until(WAIT, || {
+        let sample = "broker_connections_closed_total{reason=\"request_timeout\"}";
+        (metric(broker.addr, sample) == 1).then_some(())
+    });
+    assert!(counted.is_some(), "the 408 close is counted");
+}
+
+#[test]
+fn an_idle_connection_is_closed_silently_and_counted() {
+    let broker = BrokerProcess::start(&["--idle-timeout", "300ms"]);
+    let idle = connect(broker.addr);
+    let started = Instant::now();
+    assert!(
+        closed_by_peer(&mut BufReader::new(idle)),
+        "closed, with no answer"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let counted = wait_until(WAIT, || {
+        let sample = "broker_connections_closed_total{reason=\"idle_timeout\"}";
+        (metric(broker.addr, sample) == 1).then_some(())
+    });
+    assert!(counted.is_some(), "the idle close is counted");
 }
 
 #[test]

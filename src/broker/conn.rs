@@ -9,7 +9,7 @@ use super::metrics;
 use super::route::{self, Action};
 use crate::http::RequestHead;
 use crate::log;
-use crate::server::{self, Reply, Traffic};
+use crate::server::{self, Close, Reply, Traffic};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 
@@ -32,10 +32,19 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activi
         activity,
         admitted: false,
     };
-    match server::serve(stream, &settings, &mut handler) {
-        Ok(()) => log::debug!("connection from {peer} closed"),
-        Err(e) => log::debug!("connection from {peer} closed: {e}"),
-    }
+    let why = server::serve(stream, &settings, &mut handler);
+    log::debug!("connection from {peer} closed: {why:?}");
+    let closed = match why {
+        Ok(Close::Peer) => "peer",
+        Ok(Close::Done) => "done",
+        Ok(Close::Idle) => "idle_timeout",
+        Ok(Close::Evicted) => "evicted",
+        Ok(Close::Refused(408)) => "request_timeout",
+        Ok(Close::Refused(_)) => "bad_request",
+        Ok(Close::Truncated) => "truncated",
+        Err(_) => "error",
+    };
+    shared.registry.metrics.closed(closed);
 }
 
 struct Handler<'a> {

@@ -42,6 +42,19 @@ pub(crate) const DROP_REASONS: [&str; 6] = [
     "idle",
 ];
 
+/// Why client connections closed, in the order of [`Metrics::closed`]'s
+/// counters.
+const CLOSE_REASONS: [&str; 8] = [
+    "peer",
+    "done",
+    "idle_timeout",
+    "evicted",
+    "request_timeout",
+    "bad_request",
+    "truncated",
+    "error",
+];
+
 /// Every counter of one broker.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -55,6 +68,7 @@ pub(crate) struct Metrics {
     pub(crate) delivered: AtomicU64,
     dropped: [AtomicU64; 3],
     pub(crate) subscribers_dropped: [AtomicU64; 6],
+    connections_closed: [AtomicU64; 8],
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) delivered_bytes: AtomicU64,
@@ -79,6 +93,14 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Metrics {
+    /// Counts a closed client connection; `reason` is one of
+    /// [`CLOSE_REASONS`].
+    pub(crate) fn closed(&self, reason: &str) {
+        if let Some(at) = CLOSE_REASONS.iter().position(|r| *r == reason) {
+            add(&self.connections_closed[at], 1);
+        }
+    }
+
     /// Counts `n` messages lost for `why`.
     pub(crate) fn lost(&self, why: Loss, n: usize) {
         if n > 0 {
@@ -128,6 +150,15 @@ impl Metrics {
                 page,
                 "broker_messages_dropped_total{{reason=\"{}\"}} {value}",
                 loss.label()
+            );
+        }
+        let help = "Client connections closed, by reason.";
+        family(&mut page, "connections_closed_total", "counter", help);
+        for (reason, counter) in CLOSE_REASONS.iter().zip(&self.connections_closed) {
+            let value = get(counter);
+            let _ = writeln!(
+                page,
+                "broker_connections_closed_total{{reason=\"{reason}\"}} {value}"
             );
         }
         let help = "Subscriber endpoints dropped, by reason.";
