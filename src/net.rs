@@ -57,7 +57,7 @@ impl Connection {
         stream.set_write_timeout(Some(timeout))?;
         let reader = DeadlineReader {
             stream: stream.try_clone()?,
-            deadline: Instant::now() + timeout,
+            deadline: deadline_after(timeout),
             timeout: None,
         };
         Ok(Connection {
@@ -143,7 +143,7 @@ impl Connection {
 
     /// Reads one response, which must arrive within the timeout from now.
     pub(crate) fn read_response(&mut self, limits: &Limits) -> Result<Response, HttpError> {
-        self.read_response_by(limits, Instant::now() + self.timeout)
+        self.read_response_by(limits, deadline_after(self.timeout))
     }
 
     /// Reads the next response, which must have arrived by `deadline`.
@@ -155,6 +155,14 @@ impl Connection {
         self.reader.get_mut().deadline = deadline;
         http::read_response(&mut self.reader, limits)
     }
+}
+
+/// The instant `d` from now; an absurdly long `d` (past what the clock can
+/// hold) is as good as a century.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Whether `e` says the peer closed or reset the connection: on a reused

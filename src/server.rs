@@ -82,6 +82,9 @@ pub(crate) trait Handler {
     /// The answer is queued; `traffic` is what crossed the socket since the
     /// last call.
     fn end(&mut self, _traffic: Traffic) {}
+    /// Every answer is sent and nothing of a next request has arrived: the
+    /// connection waits, idle.
+    fn idle(&mut self) {}
     /// Asked after each answer: `false` closes the connection.
     fn keep_going(&self) -> bool {
         true
@@ -126,20 +129,42 @@ struct Conn {
     /// The socket's read timeout now, to set it only when it changes.
     read_timeout: Duration,
     idle_timeout: Duration,
+    /// A write failed (or timed out): the peer is not reading, and nothing
+    /// more is sent on this connection.
+    write_failed: bool,
 }
 
+/// How far the socket's read timeout may be from a request's time left
+/// before it is set again (each setting is a system call).
+const DEADLINE_SLACK: Duration = Duration::from_millis(100);
+
 impl Conn {
+    /// Writes `out`; what was written leaves it, even if a later part fails.
     fn send(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            (&self.stream).write_all(&self.out)?;
-            self.traffic.written += self.out.len() as u64;
-            self.out.clear();
+        while !self.out.is_empty() {
+            if self.write_failed {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            match (&self.stream).write(&self.out) {
+                Ok(0) => self.write_failed = true,
+                Ok(n) => {
+                    self.traffic.written += n as u64;
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.write_failed = true;
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
 
-    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        if timeout != self.read_timeout {
+    /// Sets the socket's read timeout for the next read: the idle timeout
+    /// between requests, the time left (within the slack) during one.
+    fn set_read_timeout(&mut self, timeout: Duration, slack: Duration) -> io::Result<()> {
+        if timeout.abs_diff(self.read_timeout) > slack {
             self.stream.set_read_timeout(Some(timeout))?;
             self.read_timeout = timeout;
         }
@@ -154,20 +179,27 @@ impl Conn {
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.send()?;
-        let timeout = match self.deadline {
-            None => self.idle_timeout,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::ErrorKind::TimedOut.into());
+        loop {
+            match self.deadline {
+                None => self.set_read_timeout(self.idle_timeout, Duration::ZERO)?,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    self.set_read_timeout(left, DEADLINE_SLACK)?;
                 }
-                left
             }
-        };
-        self.set_read_timeout(timeout)?;
-        let n = (&self.stream).read(buf)?;
-        self.traffic.read += n as u64;
-        Ok(n)
+            match (&self.stream).read(buf) {
+                Ok(n) => {
+                    self.traffic.read += n as u64;
+                    return Ok(n);
+                }
+                // Woken within the slack before the deadline: wait the rest.
+                Err(e) if is_timeout(&e) && self.deadline.is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -191,12 +223,15 @@ pub(crate) fn serve(
         deadline: None,
         read_timeout: settings.idle_timeout,
         idle_timeout: settings.idle_timeout,
+        write_failed: false,
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     let limits = &settings.limits;
     let why = loop {
-        // Idle until the first byte of the next request.
+        // Idle until the first byte of the next request, every answer sent.
         if reader.buffer().is_empty() {
+            reader.get_mut().send()?;
+            handler.idle();
             match reader.fill_buf() {
                 Ok([]) => break Close::Peer,
                 Ok(_) => {}
@@ -313,6 +348,14 @@ fn write_reply(
 /// Sends the status for a framing error (408 for a request that did not
 /// arrive in time), then ends the connection.
 fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io::Result<Close> {
+    if conn.write_failed {
+        // The peer stopped reading our answers: no status can reach it.
+        handler.end(conn.take_traffic());
+        return Err(match e {
+            HttpError::Io(io) => io,
+            other => io::Error::other(other.to_string()),
+        });
+    }
     let timed_out = matches!(&e, HttpError::Io(io) if is_timeout(io));
     let status = if timed_out { Some(408) } else { e.status() };
     let result = match status {

@@ -9,7 +9,7 @@ use super::metrics;
 use super::route::{self, Action};
 use crate::http::RequestHead;
 use crate::log;
-use crate::server::{self, Close, Reply, Traffic};
+use crate::server::{self, Reply, Traffic};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 
@@ -34,17 +34,7 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activi
     };
     let why = server::serve(stream, &settings, &mut handler);
     log::debug!("connection from {peer} closed: {why:?}");
-    let closed = match why {
-        Ok(Close::Peer) => "peer",
-        Ok(Close::Done) => "done",
-        Ok(Close::Idle) => "idle_timeout",
-        Ok(Close::Evicted) => "evicted",
-        Ok(Close::Refused(408)) => "request_timeout",
-        Ok(Close::Refused(_)) => "bad_request",
-        Ok(Close::Truncated) => "truncated",
-        Err(_) => "error",
-    };
-    shared.registry.metrics.closed(closed);
+    shared.registry.metrics.closed(why.as_ref().ok().copied());
 }
 
 struct Handler<'a> {
@@ -57,8 +47,12 @@ struct Handler<'a> {
 
 impl server::Handler for Handler<'_> {
     fn begin(&mut self) -> bool {
+        // Busy first, then the stop check: the drain waits for busy
+        // connections, so a request either is admitted and waited for, or
+        // sees the stop (both sequentially consistent).
+        let open = self.activity.begin();
         self.admitted = !self.shared.stopping.load(Ordering::SeqCst);
-        self.activity.begin()
+        open
     }
 
     fn handle(&mut self, head: &RequestHead, body: &[u8]) -> Reply {
@@ -67,8 +61,8 @@ impl server::Handler for Handler<'_> {
             Ok(action) => action,
             Err(reject) => {
                 let mut reply = Reply::status(reject.status, reject.reason);
-                if reject.allow == "GET" {
-                    reply.headers = &[("Allow", "GET")];
+                if reject.status == 405 {
+                    reply.headers = reject.allow;
                 }
                 return reply;
             }
@@ -91,7 +85,10 @@ impl server::Handler for Handler<'_> {
         let m = &self.shared.registry.metrics;
         metrics::add(&m.bytes_in, traffic.read);
         metrics::add(&m.bytes_out, traffic.written);
-        self.activity.end();
+    }
+
+    fn idle(&mut self) {
+        self.activity.idle();
     }
 
     fn keep_going(&self) -> bool {

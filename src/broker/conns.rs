@@ -1,6 +1,8 @@
 //! The table of open client connections: admits a new one while there is
-//! room, and when there is none, makes room by closing the connection that
-//! has been idle the longest (a keep-alive connection between requests).
+//! room, and when there is none, makes room by closing the keep-alive
+//! connection that has been idle the longest (one that has been answered and
+//! waits for its next request; a new connection that has sent nothing yet is
+//! not one).
 //!
 //! Owns a second handle on each socket, only to shut it down from outside.
 
@@ -10,9 +12,12 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-const IDLE: u8 = 0;
-const BUSY: u8 = 1;
-const EVICTED: u8 = 2;
+/// Admitted, no request yet.
+const NEW: u8 = 0;
+/// Between requests, after at least one: may be closed to make room.
+const IDLE: u8 = 1;
+const BUSY: u8 = 2;
+const EVICTED: u8 = 3;
 
 /// What a connection's thread and the table share about it.
 #[derive(Debug)]
@@ -25,23 +30,28 @@ pub(crate) struct Activity {
 
 impl Activity {
     /// A request begins; `false` if the connection was evicted meanwhile.
+    /// Sequentially consistent, as is [`Conns::busy`]: a request that began
+    /// before a stop is seen by the drain, or sees the stop itself.
     pub(crate) fn begin(&self) -> bool {
         self.state
-            .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s != EVICTED).then_some(BUSY)
+            })
             .is_ok()
     }
 
-    /// The request's answer is queued: idle again.
-    pub(crate) fn end(&self) {
+    /// Every answer is sent and the connection waits for its next request:
+    /// from now on it may be closed to make room.
+    pub(crate) fn idle(&self) {
         self.idle_since.store(nanos(self.epoch), Ordering::Relaxed);
         let _ = self
             .state
-            .compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Whether a request is being read or answered.
     pub(crate) fn is_busy(&self) -> bool {
-        self.state.load(Ordering::Acquire) == BUSY
+        self.state.load(Ordering::SeqCst) == BUSY
     }
 }
 
@@ -78,7 +88,8 @@ pub(crate) struct Conns {
 /// Why a connection was not admitted.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Full {
-    /// Every place is taken by a connection in the middle of a request.
+    /// Every place is taken by a connection that is new or in the middle of
+    /// a request.
     AllBusy,
 }
 
@@ -121,14 +132,14 @@ impl Conns {
     /// closing the longest-idle connection if every place is taken.
     ///
     /// # Errors
-    /// [`Full::AllBusy`]: no place, and no idle connection to close.
+    /// [`Full::AllBusy`]: no place, and no idle keep-alive connection to close.
     pub(crate) fn admit(self: &Arc<Self>, handle: TcpStream) -> Result<(Ticket, Admitted), Full> {
         let mut table = self.lock();
         let mut how = Admitted::Free;
         if table.len() >= self.max {
             let victim = table
                 .iter()
-                .filter(|(_, e)| e.activity.state.load(Ordering::Acquire) == IDLE)
+                .filter(|(_, e)| e.activity.state.load(Ordering::SeqCst) == IDLE)
                 .min_by_key(|(id, e)| (e.activity.idle_since.load(Ordering::Relaxed), **id))
                 .map(|(id, _)| *id)
                 .ok_or(Full::AllBusy)?;
@@ -136,18 +147,20 @@ impl Conns {
             if entry
                 .activity
                 .state
-                .compare_exchange(IDLE, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(IDLE, EVICTED, Ordering::SeqCst, Ordering::SeqCst)
                 .is_err()
             {
                 return Err(Full::AllBusy); // it just got a request: let it be
             }
-            let _ = entry.stream.shutdown(Shutdown::Both);
+            // Read side only: its thread wakes to an end of stream, and a
+            // last answer still on its way out is not cut off.
+            let _ = entry.stream.shutdown(Shutdown::Read);
             table.remove(&victim);
             how = Admitted::Evicted;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
-            state: AtomicU8::new(IDLE),
+            state: AtomicU8::new(NEW),
             idle_since: AtomicU64::new(nanos(self.epoch)),
             epoch: self.epoch,
         });
@@ -182,16 +195,22 @@ mod tests {
     }
 
     #[test]
-    fn evicts_the_longest_idle_and_never_a_busy_one() {
+    fn evicts_the_longest_idle_and_never_a_busy_or_new_one() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let conns = Conns::new(2);
         let (mut c1, s1) = pair(&listener);
         let (_c2, s2) = pair(&listener);
         let (t1, _) = conns.admit(s1).unwrap();
         let (t2, _) = conns.admit(s2).unwrap();
+        // Both new, neither has had a request: no room to make.
+        let (_c0, s0) = pair(&listener);
+        assert_eq!(conns.admit(s0).err(), Some(Full::AllBusy));
+        assert!(t1.activity.begin());
+        assert!(t1.activity.begin(), "a pipelined request after it");
+        t1.activity.idle(); // answered: an idle keep-alive connection
         assert!(t2.activity.begin()); // busy: never evicted
         let (_c3, s3) = pair(&listener);
-        let (_t3, how) = conns.admit(s3).unwrap();
+        let (t3, how) = conns.admit(s3).unwrap();
         assert_eq!(how, Admitted::Evicted);
         assert!(
             !t1.activity.begin(),
@@ -202,17 +221,18 @@ mod tests {
             0,
             "evicted socket is closed"
         );
-        drop(t1); // its thread ends: removing it again is harmless
         assert_eq!(conns.open(), 2);
         assert_eq!(conns.busy(), 1);
-        // t2 busy, t3 idle but newest: t3 goes next; with t3 busy too, none.
+        // t2 busy, t3 idle after a request: t3 goes next; then none is idle.
+        assert!(t3.activity.begin());
+        t3.activity.idle();
         let (_c4, s4) = pair(&listener);
         let (t4, how) = conns.admit(s4).unwrap();
         assert_eq!(how, Admitted::Evicted);
         assert!(t4.activity.begin());
         let (_c5, s5) = pair(&listener);
         assert_eq!(conns.admit(s5).err(), Some(Full::AllBusy));
-        t2.activity.end();
+        t2.activity.idle();
         drop(t2);
         assert_eq!(conns.open(), 1);
     }

@@ -112,7 +112,8 @@ struct State {
     sender_waiting: bool,
     /// Publishers waiting on `room`.
     room_waiters: usize,
-    /// Messages (and their bytes) of the batch being sent now.
+    /// Messages (and their bytes) of the batch being sent now, for the
+    /// queue-depth gauge.
     in_flight: (usize, usize),
     /// A full queue was logged in this episode (cleared when it drains).
     warned: bool,
@@ -262,21 +263,25 @@ impl Endpoint {
         )
     }
 
+    /// The batch being sent is done; the messages among `answered` (all of
+    /// it, or the part before a failure) count as delivered. Under the lock,
+    /// so that the queue depth and the delivered count agree.
+    fn batch_done(&self, answered: &[Item], metrics: &Metrics) {
+        let (mut messages, mut bytes) = (0, 0);
+        for item in answered.iter().filter(|i| i.is_message()) {
+            messages += 1;
+            bytes += item.size() as u64;
+        }
+        let mut state = self.lock();
+        state.in_flight = (0, 0);
+        metrics::add(&metrics.delivered, messages);
+        metrics::add(&metrics.delivered_bytes, bytes);
+    }
+
     /// Waits for the next items to send. `None`: closed, or idle past the
     /// liveness deadline with nothing queued.
-    /// The batch before, if any, was delivered: it is counted here.
-    fn next_batch(
-        &self,
-        batch: &mut Vec<Item>,
-        liveness: Option<Duration>,
-        metrics: &Metrics,
-    ) -> Option<()> {
+    fn next_batch(&self, batch: &mut Vec<Item>, liveness: Option<Duration>) -> Option<()> {
         let mut state = self.lock();
-        let (sent, sent_bytes) = std::mem::take(&mut state.in_flight);
-        if sent > 0 {
-            metrics::add(&metrics.delivered, sent as u64);
-            metrics::add(&metrics.delivered_bytes, sent_bytes as u64);
-        }
         while state.queue.is_empty() && !state.closed {
             // Overflow-safe: an absurd liveness timeout is as good as none.
             let deadline = liveness.and_then(|limit| state.last_alive.checked_add(limit));
@@ -320,10 +325,7 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>, settings: Se
     let mut conn = None;
     let mut batch = Vec::with_capacity(BATCH_MAX);
     loop {
-        if endpoint
-            .next_batch(&mut batch, settings.liveness, &registry.metrics)
-            .is_none()
-        {
+        if endpoint.next_batch(&mut batch, settings.liveness).is_none() {
             if endpoint.is_closed() {
                 return;
             }
@@ -332,9 +334,14 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>, settings: Se
             }
             continue;
         }
-        if let Err((reason, done)) = send_batch(&mut conn, endpoint.addr, &batch, settings.timeout)
-        {
-            let unanswered = batch[done..].iter().filter(|i| i.is_message()).count();
+        let result = send_batch(&mut conn, endpoint.addr, &batch, settings.timeout);
+        let answered = match &result {
+            Ok(()) => batch.len(),
+            Err((_, done)) => *done,
+        };
+        endpoint.batch_done(&batch[..answered], &registry.metrics);
+        if let Err((reason, _)) = result {
+            let unanswered = batch[answered..].iter().filter(|i| i.is_message()).count();
             registry.remove(&endpoint, &reason, unanswered);
             return;
         }

@@ -5,6 +5,7 @@
 //! connections, subscribers, topics, queue depth) are read from their owners
 //! when the page is built.
 
+use crate::server::Close;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,8 +43,7 @@ pub(crate) const DROP_REASONS: [&str; 6] = [
     "idle",
 ];
 
-/// Why client connections closed, in the order of [`Metrics::closed`]'s
-/// counters.
+/// Why client connections closed, in the order of `connections_closed`.
 const CLOSE_REASONS: [&str; 8] = [
     "peer",
     "done",
@@ -93,12 +93,20 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Metrics {
-    /// Counts a closed client connection; `reason` is one of
-    /// [`CLOSE_REASONS`].
-    pub(crate) fn closed(&self, reason: &str) {
-        if let Some(at) = CLOSE_REASONS.iter().position(|r| *r == reason) {
-            add(&self.connections_closed[at], 1);
-        }
+    /// Counts a closed client connection: why it closed, or `None` for a
+    /// transport error.
+    pub(crate) fn closed(&self, why: Option<Close>) {
+        let at = match why {
+            Some(Close::Peer) => 0,
+            Some(Close::Done) => 1,
+            Some(Close::Idle) => 2,
+            Some(Close::Evicted) => 3,
+            Some(Close::Refused(408)) => 4,
+            Some(Close::Refused(_)) => 5,
+            Some(Close::Truncated) => 6,
+            None => 7,
+        };
+        add(&self.connections_closed[at], 1);
     }
 
     /// Counts `n` messages lost for `why`.
@@ -120,7 +128,7 @@ impl Metrics {
             ("connections_total", "counter", "Client connections accepted.", get(&self.connections_total)),
             ("connections_refused_total", "counter", "Connections turned away with 503 (limit or no thread).", get(&self.connections_refused)),
             ("connections_evicted_total", "counter", "Idle keep-alive connections closed to make room.", get(&self.connections_evicted)),
-            ("requests_total", "counter", "Requests answered, any status.", get(&self.requests)),
+            ("requests_total", "counter", "Whole requests handled, any status (not those refused while being read).", get(&self.requests)),
             ("subscribers", "gauge", "Subscriber endpoints (IP and port).", n(g.subscribers)),
             ("topics", "gauge", "Topics with at least one subscriber.", n(g.topics)),
             ("messages_published_total", "counter", "Messages accepted with 202.", get(&self.published)),

@@ -114,6 +114,8 @@ struct Shared {
     config: Config,
     registry: Arc<Registry>,
     stopping: AtomicBool,
+    /// Set by [`Broker::stop_on_signals`]: a signal stops this broker.
+    on_signals: AtomicBool,
     /// Connections being served now.
     conns: Arc<conns::Conns>,
 }
@@ -133,7 +135,8 @@ impl Shared {
     }
 
     fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst) || crate::signal::stop_requested()
+        self.stopping.load(Ordering::SeqCst)
+            || (self.on_signals.load(Ordering::SeqCst) && crate::signal::stop_requested())
     }
 }
 
@@ -148,7 +151,8 @@ impl Broker {
     /// Binds the listening socket.
     ///
     /// # Errors
-    /// The address cannot be bound (for example, the port is in use).
+    /// A timeout of the configuration is zero, or the address cannot be
+    /// bound (for example, the port is in use).
     ///
     /// # Examples
     /// ```no_run
@@ -158,6 +162,16 @@ impl Broker {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn bind(config: Config) -> io::Result<Broker> {
+        for (name, timeout) in [
+            ("idle_timeout", config.idle_timeout),
+            ("request_timeout", config.request_timeout),
+            ("delivery_timeout", config.delivery_timeout),
+        ] {
+            if timeout.is_zero() {
+                let why = format!("Config::{name} must be more than 0");
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+            }
+        }
         log::set_level(config.log_level);
         let listener = TcpListener::bind((config.bind, config.port))?;
         let local_addr = listener.local_addr()?;
@@ -173,6 +187,7 @@ impl Broker {
             conns: conns::Conns::new(config.max_connections.max(1)),
             config,
             stopping: AtomicBool::new(false),
+            on_signals: AtomicBool::new(false),
         });
         Ok(Broker {
             listener,
@@ -201,7 +216,13 @@ impl Broker {
     /// # Errors
     /// The handlers could not be installed.
     pub fn stop_on_signals(&self) -> io::Result<()> {
-        crate::signal::install(&self.listener)
+        // Before the handler: a signal must find this broker listening for it.
+        self.shared.on_signals.store(true, Ordering::SeqCst);
+        let installed = crate::signal::install(&self.listener);
+        if installed.is_err() {
+            self.shared.on_signals.store(false, Ordering::SeqCst);
+        }
+        installed
     }
 
     /// Serves until [`Stopper::stop`] is called (or a signal arrives, after

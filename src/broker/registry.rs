@@ -5,7 +5,7 @@
 //! queue. Locks are held only to look up or change the tables, never across
 //! I/O or while waiting for queue room.
 
-use crate::broker::delivery::{self, DropReason, Endpoint, Item, Settings};
+use crate::broker::delivery::{self, DropReason, Endpoint, Enqueued, Item, Settings};
 use crate::broker::metrics::{self, Gauges, Loss, Metrics};
 use crate::json;
 use crate::log;
@@ -107,7 +107,11 @@ impl Registry {
             .into_bytes()
             .into();
         for endpoint in &targets {
-            endpoint.enqueue(Item::Message(body.clone()), &self.settings, &self.metrics);
+            let item = Item::Message(body.clone());
+            if endpoint.enqueue(item, &self.settings, &self.metrics) == Enqueued::Closed {
+                // Dropped between the lookup and now.
+                self.metrics.lost(Loss::SubscriberGone, 1);
+            }
         }
         targets.len()
     }

@@ -35,8 +35,8 @@ impl Action {
 pub(crate) struct Reject {
     pub(crate) status: u16,
     pub(crate) reason: String,
-    /// For a 405: the method the path takes.
-    pub(crate) allow: &'static str,
+    /// For a 405: the `Allow` header, the method the path takes.
+    pub(crate) allow: &'static [(&'static str, &'static str)],
 }
 
 impl Reject {
@@ -44,7 +44,7 @@ impl Reject {
         Reject {
             status,
             reason: reason.into(),
-            allow: "POST",
+            allow: &[("Allow", "POST")],
         }
     }
 
@@ -73,7 +73,7 @@ pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Rej
     if let Some(action) = operations {
         if method != "GET" {
             let mut reject = Reject::new(405, "method not allowed");
-            reject.allow = "GET";
+            reject.allow = &[("Allow", "GET")];
             return Err(reject);
         }
         return Ok(action);

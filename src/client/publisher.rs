@@ -62,7 +62,7 @@ struct Pipe {
 
 impl Pipe {
     fn open(inner: &Inner) -> Result<Pipe, Error> {
-        let conn = inner.connect(std::time::Instant::now() + inner.timeout)?;
+        let conn = inner.connect(net::deadline_after(inner.timeout))?;
         let outbox = Outbox::start(conn.try_clone_stream()?)?;
         Ok(Pipe { conn, outbox })
     }
