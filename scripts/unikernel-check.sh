@@ -49,7 +49,7 @@ run_case() {
   prlimit --nproc=$threads -- strace -f -qq -u nobody -o "$trace" \
     -e inject="$not_implemented:error=ENOSYS" \
     -e inject="$signal_stubs:retval=0" \
-    "$bin" --bind 127.0.0.1 "$@" 2>"$log" &
+    "$bin" --bind 127.0.0.1 "$@" >/dev/null 2>"$log" &
   local pid=$!
   local addr=""
   for _ in $(seq 100); do
@@ -57,15 +57,22 @@ run_case() {
     [ -n "$addr" ] && break
     sleep 0.1
   done
-  [ -n "$addr" ] || { cat "$log"; echo "unikernel-check: $name: broker did not start" >&2; exit 1; }
+  if [ -z "$addr" ]; then
+    cat "$log"; kill -KILL "$pid" 2>/dev/null
+    echo "unikernel-check: $name: broker did not start" >&2; exit 1
+  fi
   local out
   if ! out=$(UNIKERNEL_BROKER=$addr cargo test -q --test unikernel_workload -- --ignored --nocapture 2>&1); then
     echo "$out"; cat "$log"
     echo "unikernel-check: $name: the workload failed" >&2; exit 1
   fi
   grep -E "^(crowd|subscriptions)" <<<"$out" | sed 's/^/  /'
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "unikernel-check: $name: broker died" >&2; exit 1; }
-  kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+  # The broker is strace's child: the first pid in the trace.
+  local broker_pid
+  broker_pid=$(head -1 "$trace" | cut -d' ' -f1)
+  kill -0 "$broker_pid" 2>/dev/null || { cat "$log"; echo "unikernel-check: $name: broker died" >&2; exit 1; }
+  # As a VM is stopped from outside (no signal handler runs there).
+  kill -KILL "$broker_pid"; wait "$pid" 2>/dev/null || true
   if grep -E "panicked|fatal runtime error" "$log"; then
     echo "unikernel-check: $name: the broker panicked" >&2; exit 1
   fi
