@@ -367,3 +367,70 @@ fn the_client_carries_the_token() {
         other => panic!("expected 401, got {other:?}"),
     }
 }
+
+/// As in a container without an init: the broker is PID 1 of a PID
+/// namespace of its own, where a signal without a handler does nothing.
+/// SIGTERM still stops it, with status 0. Needs `unshare` and the right to
+/// make a PID namespace (root here, and in CI); says so and skips without.
+#[test]
+fn as_pid_1_sigterm_still_stops_it() {
+    use std::io::BufRead;
+    use std::process::{Command as Process, Stdio};
+    let spawned = Process::new("unshare")
+        .args(["--pid", "--fork", "--", env!("CARGO_BIN_EXE_broker")])
+        .args(["--bind", "127.0.0.1", "-p", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut unshare) = spawned else {
+        eprintln!("skipped: no unshare");
+        return;
+    };
+    let stderr = BufReader::new(unshare.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The ready line, or the first line that is not the broker's (unshare's
+    // complaint), within the deadline.
+    let ready = std::iter::from_fn(|| rx.recv_timeout(WAIT).ok())
+        .find(|l| l.contains("listening on") || !l.starts_with("broker: "))
+        .unwrap_or_default();
+    if !ready.contains("listening on") {
+        let _ = unshare.kill();
+        eprintln!("skipped: cannot make a PID namespace here: {ready}");
+        return;
+    }
+    let addr: SocketAddr = ready
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    // The broker is unshare's one child; its PID out here.
+    let id = unshare.id();
+    let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap();
+    let broker_pid = children
+        .split_whitespace()
+        .next()
+        .expect("the broker")
+        .to_owned();
+    let status = Process::new("kill")
+        .args(["-TERM", &broker_pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = wait_until(WAIT, || unshare.try_wait().ok().flatten());
+    let Some(exited) = exited else {
+        let _ = unshare.kill();
+        panic!("PID 1 ignored SIGTERM");
+    };
+    assert!(exited.success(), "{exited:?}");
+}
