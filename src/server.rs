@@ -82,9 +82,11 @@ pub(crate) trait Handler {
     /// The answer is queued; `traffic` is what crossed the socket since the
     /// last call.
     fn end(&mut self, _traffic: Traffic) {}
-    /// Every answer is sent and nothing of a next request has arrived: the
-    /// connection waits, idle.
+    /// Nothing of a next request has arrived: the answers so far are about
+    /// to be written, then the connection waits, idle.
     fn idle(&mut self) {}
+    /// The answers are written.
+    fn sent(&mut self) {}
     /// Asked after each answer: `false` closes the connection.
     fn keep_going(&self) -> bool {
         true
@@ -230,8 +232,9 @@ pub(crate) fn serve(
     let why = loop {
         // Idle until the first byte of the next request, every answer sent.
         if reader.buffer().is_empty() {
-            reader.get_mut().send()?;
             handler.idle();
+            reader.get_mut().send()?;
+            handler.sent();
             match reader.fill_buf() {
                 Ok([]) => break Close::Peer,
                 Ok(_) => {}

@@ -91,6 +91,10 @@ impl server::Handler for Handler<'_> {
         self.activity.idle();
     }
 
+    fn sent(&mut self) {
+        self.activity.sent();
+    }
+
     fn keep_going(&self) -> bool {
         !self.shared.stopping.load(Ordering::Relaxed)
     }

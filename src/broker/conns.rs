@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -25,6 +25,8 @@ pub(crate) struct Activity {
     state: AtomicU8,
     /// When it last finished a request (or opened), in ns since the table's epoch.
     idle_since: AtomicU64,
+    /// Answers are being written: the drain waits for them.
+    unsent: AtomicBool,
     epoch: Instant,
 }
 
@@ -40,18 +42,26 @@ impl Activity {
             .is_ok()
     }
 
-    /// Every answer is sent and the connection waits for its next request:
-    /// from now on it may be closed to make room.
+    /// Every request that arrived is answered, the answers are about to be
+    /// written, and then the connection waits for its next request: from
+    /// now on it may be closed to make room (its read side only, so that
+    /// the answers still leave).
     pub(crate) fn idle(&self) {
         self.idle_since.store(nanos(self.epoch), Ordering::Relaxed);
+        self.unsent.store(true, Ordering::SeqCst);
         let _ = self
             .state
             .compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst);
     }
 
-    /// Whether a request is being read or answered.
+    /// The answers are written.
+    pub(crate) fn sent(&self) {
+        self.unsent.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a request is being read or answered, or its answer written.
     pub(crate) fn is_busy(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == BUSY
+        self.state.load(Ordering::SeqCst) == BUSY || self.unsent.load(Ordering::SeqCst)
     }
 }
 
@@ -162,6 +172,7 @@ impl Conns {
         let activity = Arc::new(Activity {
             state: AtomicU8::new(NEW),
             idle_since: AtomicU64::new(nanos(self.epoch)),
+            unsent: AtomicBool::new(false),
             epoch: self.epoch,
         });
         table.insert(
