@@ -42,6 +42,8 @@ signal_stubs=rt_sigaction,rt_sigprocmask,sigaltstack
 kraft_args=$(sed -n 's/^cmd: *\[\(.*\)\]/\1/p' Kraftfile | tr -d '",' | cut -d' ' -f2-)
 kraft_args=$(sed 's/-p [0-9]*/-p 0/' <<<"$kraft_args")
 
+# Each case runs the broker with a 60 s liveness timeout: the workload's
+# subscriber sends no heartbeats, and strace slows everything down.
 run_case() {
   local name=$1; shift
   local log="$work/$name.log" trace="$work/$name.trace"
@@ -49,7 +51,7 @@ run_case() {
   prlimit --nproc=$threads -- strace -f -qq -u nobody -o "$trace" \
     -e inject="$not_implemented:error=ENOSYS" \
     -e inject="$signal_stubs:retval=0" \
-    "$bin" --bind 127.0.0.1 "$@" >/dev/null 2>"$log" &
+    "$bin" --bind 127.0.0.1 --liveness-timeout 60 "$@" >/dev/null 2>"$log" &
   local pid=$!
   local addr=""
   for _ in $(seq 100); do
