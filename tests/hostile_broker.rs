@@ -872,3 +872,46 @@ fn read_request(reader: &mut BufReader<TcpStream>) {
     }
     reader.read_exact(&mut vec![0; len]).unwrap();
 }
+
+/// Callbacks stuck while a "broker" floods the listener with 1 MiB
+/// messages: the client queues at most 64 MiB of them (and drops the rest,
+/// answering 202 all the same), rather than all it is sent.
+#[test]
+fn a_flood_while_callbacks_are_stuck_is_bounded_in_bytes() {
+    let broker = HostileBroker::start(ACCEPT_ALL);
+    let c = client(broker.addr);
+    let (entered_tx, entered) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let (got_tx, got) = mpsc::channel();
+    c.subscribe("t", move |m| {
+        if m.data == "first" {
+            entered_tx.send(()).unwrap();
+            release.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        got_tx.send(m.data).unwrap();
+    })
+    .unwrap();
+    let port = c.listen_port();
+    assert_eq!(call_listener(port, &valid("t", "first"), false), Some(202));
+    entered.recv_timeout(LIMIT).expect("the callback runs");
+    let big = "x".repeat(1 << 20);
+    for _ in 0..100 {
+        assert_eq!(call_listener(port, &valid("t", &big), false), Some(202));
+    }
+    release_tx.send(()).unwrap();
+    // In order: once "last" is through, everything queued before it is.
+    assert_eq!(call_listener(port, &valid("t", "last"), false), Some(202));
+    let mut big_ones = 0;
+    loop {
+        match got
+            .recv_timeout(LIMIT)
+            .expect("messages, then last")
+            .as_str()
+        {
+            "first" => {}
+            "last" => break,
+            _ => big_ones += 1,
+        }
+    }
+    assert!((60..=64).contains(&big_ones), "{big_ones} MiB were queued");
+}

@@ -21,6 +21,8 @@ use std::time::Duration;
 /// (and a warning logged): holding the broker's delivery instead would make
 /// it time out and drop this client altogether.
 pub(super) const DISPATCH_QUEUE: usize = 4096;
+/// The same bound in bytes (topic and data) of the messages waiting.
+pub(super) const DISPATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Stack size of the listener's connection threads.
 const CONNECTION_STACK: usize = 256 * 1024;
@@ -109,21 +111,33 @@ fn handle(head: &RequestHead, body: &[u8], inner: &Inner, messages: &SyncSender<
         Ok(message) => message,
         Err(reason) => return Reply::status(400, reason),
     };
-    match messages.try_send(message) {
+    let size = message.size();
+    let before = inner.dispatch_bytes.fetch_add(size, Ordering::SeqCst);
+    let sent = if before > 0 && before + size > DISPATCH_BYTES {
+        Err(TrySendError::Full(message))
+    } else {
+        messages.try_send(message)
+    };
+    match sent {
         Ok(()) => {
             inner.dispatch_full.store(false, Ordering::Relaxed);
             Reply::accepted()
         }
         Err(TrySendError::Full(m)) => {
+            inner.dispatch_bytes.fetch_sub(size, Ordering::SeqCst);
             if !inner.dispatch_full.swap(true, Ordering::Relaxed) {
                 crate::log::warning!(
-                    "client: callbacks are {DISPATCH_QUEUE} messages behind; dropping new messages (first: topic {:?})",
+                    "client: callbacks are {DISPATCH_QUEUE} messages or {} MiB behind; dropping new messages (first: topic {:?})",
+                    DISPATCH_BYTES >> 20,
                     m.topic
                 );
             }
             Reply::accepted()
         }
-        Err(TrySendError::Disconnected(_)) => Reply::status(503, "client closing"),
+        Err(TrySendError::Disconnected(_)) => {
+            inner.dispatch_bytes.fetch_sub(size, Ordering::SeqCst);
+            Reply::status(503, "client closing")
+        }
     }
 }
 
@@ -146,7 +160,12 @@ pub(super) fn dispatch_loop(inner: Arc<Inner>, messages: Receiver<Message>) {
         let message = match messages.recv_timeout(Duration::from_millis(200)) {
             // Closing: what is still queued is dropped, not run.
             Ok(_) if inner.stopping.load(Ordering::SeqCst) => return,
-            Ok(message) => message,
+            Ok(message) => {
+                inner
+                    .dispatch_bytes
+                    .fetch_sub(message.size(), Ordering::SeqCst);
+                message
+            }
             Err(RecvTimeoutError::Timeout) if !inner.stopping.load(Ordering::SeqCst) => continue,
             Err(_) => return,
         };

@@ -37,7 +37,7 @@ use crate::net::{self, Connection};
 use crate::topic;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -53,6 +53,13 @@ pub struct Message {
     pub topic: String,
     /// What the publisher sent.
     pub data: String,
+}
+
+impl Message {
+    /// Bytes it holds (topic and data), for the dispatch queue's bound.
+    fn size(&self) -> usize {
+        self.topic.len() + self.data.len()
+    }
 }
 
 type Callback = Arc<Mutex<Box<dyn FnMut(Message) + Send>>>;
@@ -146,6 +153,7 @@ impl Builder {
             next_conn_id: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             dispatch_full: AtomicBool::new(false),
+            dispatch_bytes: AtomicUsize::new(0),
         });
         let mut client = Client {
             inner: inner.clone(),
@@ -192,6 +200,8 @@ struct Inner {
     stopping: AtomicBool,
     /// Set while the dispatch queue is full (so the warning is logged once).
     dispatch_full: AtomicBool,
+    /// Bytes of the messages in the dispatch queue.
+    dispatch_bytes: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
