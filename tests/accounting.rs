@@ -3,43 +3,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::TcpListener;
 use std::sync::mpsc;
 use std::thread;
-use support::{BrokerProcess, WAIT, connect, exchange, publish, subscribe, wait_until};
-
-fn metric(addr: SocketAddr, sample: &str) -> u64 {
-    let page = exchange(
-        addr,
-        b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
-    )
-    .text();
-    page.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {sample} in\n{page}"))
-        .parse()
-        .unwrap()
-}
-
-/// Reads one request (head and Content-Length body); its body.
-fn read_request(reader: &mut BufReader<TcpStream>) -> String {
-    let mut len = 0;
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "request");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    String::from_utf8(body).unwrap()
-}
+use support::{BrokerProcess, WAIT, connect, metric, publish, read_request, subscribe, wait_until};
 
 const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
 

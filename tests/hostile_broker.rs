@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::read_resp;
+use support::{read_request, read_resp};
 
 /// The client's timeout in these tests.
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -855,22 +855,6 @@ fn a_retried_call_keeps_its_one_deadline() {
         took < Duration::from_millis(1400),
         "a retry must not restart the clock: {took:?}"
     );
-}
-
-/// Reads one request head and its Content-Length body.
-fn read_request(reader: &mut BufReader<TcpStream>) {
-    let mut len = 0;
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "request expected");
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    reader.read_exact(&mut vec![0; len]).unwrap();
 }
 
 /// Callbacks stuck while a "broker" floods the listener with 1 MiB

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 use support::{
-    BrokerProcess, RawSubscriber, WAIT, closed_by_peer, connect, exchange, post, publish,
+    BrokerProcess, RawSubscriber, WAIT, closed_by_peer, connect, exchange, metric, post, publish,
     read_resp, subscribe, wait_until,
 };
 
@@ -19,18 +19,6 @@ fn get(addr: SocketAddr, path: &str) -> support::Resp {
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").as_bytes(),
     )
-}
-
-/// The value of one sample (`name` with its labels) on the metrics page.
-fn metric(addr: SocketAddr, sample: &str) -> u64 {
-    let page = get(addr, "/metrics");
-    assert_eq!(page.status, 200);
-    let text = page.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -427,3 +427,39 @@ impl BrokerProcess {
         self.child.id()
     }
 }
+
+/// The value of one sample (its name with labels, as printed) on the
+/// broker's `GET /metrics` page.
+pub fn metric(addr: SocketAddr, sample: &str) -> u64 {
+    let page = exchange(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Reads one request (head and Content-Length body) sent to a peer played
+/// by the test; returns its body.
+pub fn read_request(reader: &mut impl BufRead) -> String {
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "a request");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
