@@ -194,31 +194,49 @@ fn read_responses(mut r: impl BufRead, limits: &Limits) -> (usize, Vec<String>) 
     (read, log)
 }
 
-#[test]
-fn mutated_requests_never_panic() {
-    let seeds = request_seeds();
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let mut accepted = 0;
-    for iteration in 0..REQUEST_CASES {
+/// Runs `check` on `cases` seeded mutations of `seeds` (every fourth with
+/// [`SMALL`] limits), naming the input of any case that panics.
+fn for_each_mutation(
+    kind: &str,
+    seeds: &[Vec<u8>],
+    rng_seed: u64,
+    cases: usize,
+    mut check: impl FnMut(&[u8], &Limits),
+) {
+    let mut rng = XorShift(rng_seed);
+    for iteration in 0..cases {
         let mut data = seeds[rng.below(seeds.len())].clone();
-        mutate(&mut rng, &mut data, &seeds);
+        mutate(&mut rng, &mut data, seeds);
         let limits = if iteration % 4 == 0 {
             SMALL
         } else {
             Limits::default()
         };
-        run_case("request", iteration, &data, || {
-            let (bodies, log) = serve(&data[..], &limits);
+        run_case(kind, iteration, &data, || check(&data, &limits));
+    }
+}
+
+#[test]
+fn mutated_requests_never_panic() {
+    let mut accepted = 0;
+    let seeds = request_seeds();
+    for_each_mutation(
+        "request",
+        &seeds,
+        0x9E37_79B9_7F4A_7C15,
+        REQUEST_CASES,
+        |data, limits| {
+            let (bodies, log) = serve(data, limits);
             accepted += bodies;
-            let trickled = serve(BufReader::with_capacity(TRICKLE, &data[..]), &limits);
+            let trickled = serve(BufReader::with_capacity(TRICKLE, data), limits);
             assert_eq!(
                 trickled.1, log,
                 "the result depends on how the bytes arrive"
             );
             // Responses share the header and body code; feed them the same bytes.
-            let _ = read_responses(&data[..], &limits);
-        });
-    }
+            let _ = read_responses(data, limits);
+        },
+    );
     // The mutations must leave enough valid input to exercise the success paths too.
     assert!(
         accepted > REQUEST_CASES / 10,
@@ -228,27 +246,23 @@ fn mutated_requests_never_panic() {
 
 #[test]
 fn mutated_responses_never_panic() {
-    let seeds = response_seeds();
-    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
     let mut accepted = 0;
-    for iteration in 0..RESPONSE_CASES {
-        let mut data = seeds[rng.below(seeds.len())].clone();
-        mutate(&mut rng, &mut data, &seeds);
-        let limits = if iteration % 4 == 0 {
-            SMALL
-        } else {
-            Limits::default()
-        };
-        run_case("response", iteration, &data, || {
-            let (read, log) = read_responses(&data[..], &limits);
+    let seeds = response_seeds();
+    for_each_mutation(
+        "response",
+        &seeds,
+        0x2545_F491_4F6C_DD1D,
+        RESPONSE_CASES,
+        |data, limits| {
+            let (read, log) = read_responses(data, limits);
             accepted += read;
-            let trickled = read_responses(BufReader::with_capacity(TRICKLE, &data[..]), &limits);
+            let trickled = read_responses(BufReader::with_capacity(TRICKLE, data), limits);
             assert_eq!(
                 trickled.1, log,
                 "the result depends on how the bytes arrive"
             );
-        });
-    }
+        },
+    );
     assert!(
         accepted > RESPONSE_CASES / 10,
         "only {accepted} responses accepted"
