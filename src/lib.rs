@@ -60,6 +60,7 @@
 pub mod broker;
 pub mod cli;
 pub mod client;
+mod deadline;
 pub mod http;
 pub mod json;
 pub mod log;

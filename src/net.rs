@@ -4,44 +4,44 @@
 //! Owns a socket and its buffers, and keeps every wait inside a deadline. It
 //! never interprets what it carries: framing is [`crate::http`]'s job.
 
+use crate::deadline::{self, Socket};
 use crate::http::{self, HttpError, Limits, Response};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// How far the socket's read timeout may stray from the deadline before it
-/// is set again (each setting is a system call).
-const DEADLINE_SLACK: Duration = Duration::from_millis(100);
-
 /// Read side of a socket whose every read ends by a deadline.
 struct DeadlineReader {
-    stream: TcpStream,
+    socket: Socket,
     deadline: Instant,
-    /// The read timeout the socket has now.
-    timeout: Option<Duration>,
 }
 
 impl Read for DeadlineReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
-        }
-        if self
-            .timeout
-            .is_none_or(|t| t.abs_diff(left) > DEADLINE_SLACK)
-        {
-            self.stream.set_read_timeout(Some(left))?;
-            self.timeout = Some(left);
-        }
-        self.stream.read(buf)
+        self.socket.read_by(buf, self.deadline)
+    }
+}
+
+/// Write side of a socket whose every write ends within a timeout.
+struct TimeoutWriter {
+    socket: Socket,
+    timeout: Duration,
+}
+
+impl Write for TimeoutWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.socket.write_by(buf, deadline::after(self.timeout))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
 /// One persistent HTTP/1.1 connection to a peer.
 pub(crate) struct Connection {
     reader: BufReader<DeadlineReader>,
-    writer: BufWriter<TcpStream>,
+    writer: BufWriter<TimeoutWriter>,
     host: String,
     timeout: Duration,
     /// `Bearer TOKEN` for every request, if the broker wants a token.
@@ -54,15 +54,17 @@ impl Connection {
     pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Connection> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(timeout))?;
         let reader = DeadlineReader {
-            stream: stream.try_clone()?,
-            deadline: deadline_after(timeout),
-            timeout: None,
+            socket: Socket::new(stream.try_clone()?),
+            deadline: deadline::after(timeout),
+        };
+        let writer = TimeoutWriter {
+            socket: Socket::new(stream),
+            timeout,
         };
         Ok(Connection {
             reader: BufReader::with_capacity(4 * 1024, reader),
-            writer: BufWriter::with_capacity(16 * 1024, stream),
+            writer: BufWriter::with_capacity(16 * 1024, writer),
             host: addr.to_string(),
             timeout,
             authorization: None,
@@ -76,7 +78,7 @@ impl Connection {
         if !self.reader.buffer().is_empty() {
             return true;
         }
-        let stream = &self.reader.get_ref().stream;
+        let stream = self.reader.get_ref().socket.get_ref();
         if stream.set_nonblocking(true).is_err() {
             return true;
         }
@@ -93,7 +95,7 @@ impl Connection {
 
     /// Another handle on the socket, for a writer of its own.
     pub(crate) fn try_clone_stream(&self) -> io::Result<TcpStream> {
-        self.writer.get_ref().try_clone()
+        self.writer.get_ref().socket.get_ref().try_clone()
     }
 
     /// Buffers one request; [`Connection::flush`] sends what is buffered.
@@ -143,7 +145,7 @@ impl Connection {
 
     /// Reads one response, which must arrive within the timeout from now.
     pub(crate) fn read_response(&mut self, limits: &Limits) -> Result<Response, HttpError> {
-        self.read_response_by(limits, deadline_after(self.timeout))
+        self.read_response_by(limits, deadline::after(self.timeout))
     }
 
     /// Reads the next response, which must have arrived by `deadline`.
@@ -155,14 +157,6 @@ impl Connection {
         self.reader.get_mut().deadline = deadline;
         http::read_response(&mut self.reader, limits)
     }
-}
-
-/// The instant `d` from now; an absurdly long `d` (past what the clock can
-/// hold) is as good as a century.
-pub(crate) fn deadline_after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Whether `e` says the peer closed or reset the connection: on a reused

@@ -6,6 +6,7 @@
 //!
 //! Owns the socket of one peer; knows nothing of topics or subscribers.
 
+use crate::deadline::{self, Socket, is_timeout};
 use crate::http::{self, BodyFraming, HttpError, Limits, RequestHead};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -123,22 +124,17 @@ pub(crate) struct Traffic {
 /// is sent: answers to a pipelined burst leave in one write, and no answer
 /// waits behind a request that has not fully arrived.
 struct Conn {
-    stream: TcpStream,
+    socket: Socket,
     out: Vec<u8>,
     traffic: Traffic,
     /// While a request is being read: when it must have arrived.
     deadline: Option<Instant>,
-    /// The socket's read timeout now, to set it only when it changes.
-    read_timeout: Duration,
     idle_timeout: Duration,
+    write_timeout: Duration,
     /// A write failed (or timed out): the peer is not reading, and nothing
     /// more is sent on this connection.
     write_failed: bool,
 }
-
-/// How far the socket's read timeout may be from a request's time left
-/// before it is set again (each setting is a system call).
-const DEADLINE_SLACK: Duration = Duration::from_millis(100);
 
 impl Conn {
     /// Writes `out`; what was written leaves it, even if a later part fails.
@@ -147,7 +143,10 @@ impl Conn {
             if self.write_failed {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
-            match (&self.stream).write(&self.out) {
+            match self
+                .socket
+                .write_by(&self.out, deadline::after(self.write_timeout))
+            {
                 Ok(0) => self.write_failed = true,
                 Ok(n) => {
                     self.traffic.written += n as u64;
@@ -163,16 +162,6 @@ impl Conn {
         Ok(())
     }
 
-    /// Sets the socket's read timeout for the next read: the idle timeout
-    /// between requests, the time left (within the slack) during one.
-    fn set_read_timeout(&mut self, timeout: Duration, slack: Duration) -> io::Result<()> {
-        if timeout.abs_diff(self.read_timeout) > slack {
-            self.stream.set_read_timeout(Some(timeout))?;
-            self.read_timeout = timeout;
-        }
-        Ok(())
-    }
-
     fn take_traffic(&mut self) -> Traffic {
         std::mem::take(&mut self.traffic)
     }
@@ -181,27 +170,13 @@ impl Conn {
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.send()?;
-        loop {
-            match self.deadline {
-                None => self.set_read_timeout(self.idle_timeout, Duration::ZERO)?,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    self.set_read_timeout(left, DEADLINE_SLACK)?;
-                }
-            }
-            match (&self.stream).read(buf) {
-                Ok(n) => {
-                    self.traffic.read += n as u64;
-                    return Ok(n);
-                }
-                // Woken within the slack before the deadline: wait the rest.
-                Err(e) if is_timeout(&e) && self.deadline.is_some() => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // Between requests the idle timeout; during one, its deadline.
+        let deadline = self
+            .deadline
+            .unwrap_or_else(|| deadline::after(self.idle_timeout));
+        let n = self.socket.read_by(buf, deadline)?;
+        self.traffic.read += n as u64;
+        Ok(n)
     }
 }
 
@@ -216,15 +191,13 @@ pub(crate) fn serve(
     handler: &mut dyn Handler,
 ) -> io::Result<Close> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(settings.idle_timeout))?;
-    stream.set_write_timeout(Some(settings.write_timeout))?;
     let conn = Conn {
-        stream,
+        socket: Socket::new(stream),
         out: Vec::with_capacity(WRITE_BUFFER),
         traffic: Traffic::default(),
         deadline: None,
-        read_timeout: settings.idle_timeout,
         idle_timeout: settings.idle_timeout,
+        write_timeout: settings.write_timeout,
         write_failed: false,
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
@@ -287,15 +260,8 @@ pub(crate) fn serve(
     let conn = reader.get_mut();
     conn.send()?;
     handler.end(conn.take_traffic());
-    linger_close(&conn.stream, LINGER);
+    linger_close(&mut conn.socket, LINGER);
     Ok(why)
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// How long a connection thread waits, after its last answer, for the peer
@@ -310,28 +276,29 @@ const REFUSE_LINGER: Duration = Duration::from_millis(50);
 /// sends until it closes too, for at most `linger`. Closing a socket with
 /// unread input makes the kernel send a reset, which destroys answers the
 /// peer has not read yet.
-fn linger_close(stream: &TcpStream, linger: Duration) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let deadline = std::time::Instant::now() + linger;
+fn linger_close(socket: &mut Socket, linger: Duration) {
+    let _ = socket.get_ref().shutdown(std::net::Shutdown::Write);
+    let deadline = deadline::after(linger);
     let mut sink = [0u8; 4096];
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+    while let Ok(n) = socket.read_by(&mut sink, deadline) {
+        if n == 0 {
             break;
-        }
-        match (&*stream).read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
         }
     }
 }
 
-/// Writes `reply` to a connection we will not serve, then closes it.
-pub(crate) fn refuse(stream: &mut TcpStream, reply: &Reply) {
+/// Writes `reply` to a connection we will not serve, giving up after
+/// `write_timeout` (a peer that does not read must not hold the caller),
+/// then closes it.
+pub(crate) fn refuse(stream: TcpStream, reply: &Reply, write_timeout: Duration) {
     let mut out = Vec::new();
-    if write_reply(&mut out, reply, true, false).is_err() || stream.write_all(&out).is_err() {
+    let mut socket = Socket::new(stream);
+    if write_reply(&mut out, reply, true, false).is_err()
+        || socket.write_all_within(&out, write_timeout).is_err()
+    {
         return;
     }
-    linger_close(stream, REFUSE_LINGER);
+    linger_close(&mut socket, REFUSE_LINGER);
 }
 
 fn write_reply(
@@ -379,7 +346,7 @@ fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io:
     };
     handler.end(conn.take_traffic());
     if matches!(result, Ok(Close::Refused(_))) {
-        linger_close(&conn.stream, LINGER);
+        linger_close(&mut conn.socket, LINGER);
     }
     result
 }

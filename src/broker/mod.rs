@@ -277,7 +277,7 @@ impl Broker {
         })
     }
 
-    fn start_connection(&self, mut stream: TcpStream) {
+    fn start_connection(&self, stream: TcpStream) {
         let Ok(peer) = stream.peer_addr() else {
             return; // the peer is already gone
         };
@@ -285,14 +285,14 @@ impl Broker {
         metrics::add(&metrics.connections_total, 1);
         let Ok(handle) = stream.try_clone() else {
             metrics::add(&metrics.connections_refused, 1);
-            return refuse(&mut stream, "broker busy: out of file descriptors");
+            return refuse(stream, "broker busy: out of file descriptors");
         };
         let (ticket, how) = match self.shared.conns.admit(handle) {
             Ok(admitted) => admitted,
             Err(conns::Full::AllBusy) => {
                 metrics::add(&metrics.connections_refused, 1);
                 log::debug!("connection from {peer} refused: every connection is busy");
-                return refuse(&mut stream, "broker busy: too many connections");
+                return refuse(stream, "broker busy: too many connections");
             }
         };
         if how == conns::Admitted::Evicted {
@@ -311,8 +311,8 @@ impl Broker {
         if let Err(e) = started {
             metrics::add(&metrics.connections_refused, 1);
             log::warning!("connection from {peer} refused: cannot start a thread: {e}");
-            if let Ok(mut stream) = spare {
-                refuse(&mut stream, "broker busy: no thread for this connection");
+            if let Ok(stream) = spare {
+                refuse(stream, "broker busy: no thread for this connection");
             }
         }
     }
@@ -338,10 +338,10 @@ fn drain(shared: &Shared) {
 }
 
 /// Answers 503 to a connection we will not serve, and closes it.
-fn refuse(stream: &mut TcpStream, reason: &str) {
+fn refuse(stream: TcpStream, reason: &str) {
     // Bounded: a peer that does not read must not hold the accept loop.
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(50)));
-    crate::server::refuse(stream, &crate::server::Reply::status(503, reason));
+    let reply = crate::server::Reply::status(503, reason);
+    crate::server::refuse(stream, &reply, Duration::from_millis(50));
 }
 
 /// Stops a broker: it stops accepting, closes subscriber queues, and

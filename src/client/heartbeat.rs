@@ -15,7 +15,7 @@ const TICK: Duration = Duration::from_millis(500);
 
 /// Runs until `stop` is dropped (the client closes).
 pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
-    let mut next_beat = crate::net::deadline_after(inner.heartbeat_interval);
+    let mut next_beat = crate::deadline::after(inner.heartbeat_interval);
     let mut calls_seen = 0;
     loop {
         match stop.recv_timeout(TICK) {
@@ -33,7 +33,7 @@ pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
             continue;
         }
         if Instant::now() >= next_beat {
-            next_beat = crate::net::deadline_after(inner.heartbeat_interval);
+            next_beat = crate::deadline::after(inner.heartbeat_interval);
             if let Err(e) = inner.send_heartbeat() {
                 crate::log::debug!("client: heartbeat failed: {e}");
             }

@@ -52,8 +52,8 @@ pub(super) fn accept_loop(listener: TcpListener, inner: Arc<Inner>, messages: Sy
             });
         if started.is_err() {
             inner.lock_accepted().remove(&id);
-            if let Ok(mut stream) = spare {
-                server::refuse(&mut stream, &Reply::status(503, "client busy"));
+            if let Ok(stream) = spare {
+                server::refuse(stream, &Reply::status(503, "client busy"), inner.timeout);
             }
         }
     }

@@ -258,7 +258,7 @@ impl Inner {
             return Err(Error::Closed);
         }
         // One deadline for the whole call, retry included.
-        let deadline = net::deadline_after(self.timeout);
+        let deadline = crate::deadline::after(self.timeout);
         let mut conn = lock(&self.conn);
         let reused = matches!(conn.as_ref(), Some(c) if !c.is_stale());
         let first = self.exchange(&mut conn, reused, target, body, deadline);

@@ -6,7 +6,8 @@
 //!
 //! Owns the write side of one connection. Never reads.
 
-use std::io::{self, Write};
+use crate::deadline::Socket;
+use std::io;
 use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -45,21 +46,28 @@ impl Shared {
 
 /// The write side of a connection, drained by its own thread. Dropping it
 /// does not wait: the thread sends what is pending, then ends (each write
-/// bounded by the socket's write timeout; [`Outbox::abort`] ends it at once).
+/// bounded by the write timeout; [`Outbox::abort`] ends it at once).
 pub(super) struct Outbox {
     shared: Arc<Shared>,
-    stream: TcpStream,
+    socket: Mutex<Socket>,
+    timeout: Duration,
 }
 
 impl Outbox {
-    /// Starts the writing thread on `stream` (which should have a write timeout).
-    pub(super) fn start(stream: TcpStream) -> io::Result<Outbox> {
+    /// Starts the writing thread on `stream`; each write gives up after
+    /// `timeout`.
+    pub(super) fn start(stream: TcpStream, timeout: Duration) -> io::Result<Outbox> {
         let shared = Arc::new(Shared::default());
-        let (s, writer) = (shared.clone(), stream.try_clone()?);
+        let (s, writer) = (shared.clone(), Socket::new(stream.try_clone()?));
         thread::Builder::new()
             .name("client publisher writer".into())
-            .spawn(move || drain(&s, &writer))?;
-        Ok(Outbox { shared, stream })
+            .spawn(move || drain(&s, writer, timeout))?;
+        let socket = Mutex::new(Socket::new(stream));
+        Ok(Outbox {
+            shared,
+            socket,
+            timeout,
+        })
     }
 
     /// Appends `bytes` for the thread to send (or, after a pause, sends them).
@@ -86,7 +94,7 @@ impl Outbox {
         }
         // After a pause, with the thread idle: write here, under the lock so
         // that nothing pushed meanwhile can overtake these bytes.
-        let sent = (&self.stream).write_all(&state.pending);
+        let sent = lock(&self.socket).write_all_within(&state.pending, self.timeout);
         state.pending.clear();
         if let Err(e) = sent {
             state.failed = Some((e.kind(), e.to_string()));
@@ -101,7 +109,9 @@ impl Outbox {
     /// thread's current write fails at once.
     pub(super) fn abort(&self) {
         self.shared.lock().pending.clear();
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = lock(&self.socket)
+            .get_ref()
+            .shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -112,7 +122,11 @@ impl Drop for Outbox {
     }
 }
 
-fn drain(shared: &Shared, mut stream: &TcpStream) {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn drain(shared: &Shared, mut socket: Socket, timeout: Duration) {
     let mut sending = Vec::new();
     loop {
         {
@@ -127,7 +141,7 @@ fn drain(shared: &Shared, mut stream: &TcpStream) {
             }
             std::mem::swap(&mut state.pending, &mut sending);
         }
-        if let Err(e) = stream.write_all(&sending) {
+        if let Err(e) = socket.write_all_within(&sending, timeout) {
             shared.lock().failed = Some((e.kind(), e.to_string()));
             return;
         }

@@ -62,8 +62,8 @@ struct Pipe {
 
 impl Pipe {
     fn open(inner: &Inner) -> Result<Pipe, Error> {
-        let conn = inner.connect(net::deadline_after(inner.timeout))?;
-        let outbox = Outbox::start(conn.try_clone_stream()?)?;
+        let conn = inner.connect(crate::deadline::after(inner.timeout))?;
+        let outbox = Outbox::start(conn.try_clone_stream()?, inner.timeout)?;
         Ok(Pipe { conn, outbox })
     }
 }
