@@ -899,3 +899,12 @@ fn a_flood_while_callbacks_are_stuck_is_bounded_in_bytes() {
     }
     assert!((60..=64).contains(&big_ones), "{big_ones} MiB were queued");
 }
+
+// The client's deadline tests above again, with the watchdog instead of
+// kernel socket timeouts (as on Unikraft's lwIP).
+crate::in_watchdog_mode_too!(
+    a_broker_that_never_answers_times_out,
+    an_endless_response_is_cut_at_a_limit_or_the_timeout,
+    a_retried_call_keeps_its_one_deadline,
+    hostile_calls_to_the_listener_do_not_stop_valid_deliveries,
+);

@@ -422,3 +422,11 @@ fn as_pid_1_sigterm_still_stops_it() {
     };
     assert!(exited.success(), "{exited:?}");
 }
+
+// The deadline tests above again, with the watchdog instead of kernel socket
+// timeouts (as on Unikraft's lwIP).
+crate::in_watchdog_mode_too!(
+    a_request_trickling_in_gets_408_at_the_request_deadline,
+    an_idle_connection_is_closed_silently_and_counted,
+    sigint_with_a_stuck_subscriber_ends_at_the_drain_timeout,
+);

@@ -471,3 +471,11 @@ fn killed_subscriber_is_dropped_and_the_others_keep_receiving() {
         .sum();
     assert_eq!(dropped, 1);
 }
+
+// The deadline tests above again, with the watchdog instead of kernel socket
+// timeouts (as on Unikraft's lwIP).
+crate::in_watchdog_mode_too!(
+    subscriber_that_never_reads_holds_up_nobody,
+    idle_connections_do_not_delay_a_new_publish,
+    past_max_connections_of_idle_ones_a_new_connection_is_never_left_hanging,
+);

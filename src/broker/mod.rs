@@ -233,6 +233,8 @@ impl Broker {
     /// # Errors
     /// Never for a peer's fault; only if the listener itself fails for good.
     pub fn run(self) -> io::Result<()> {
+        // Decided (and, for the watchdog, said) before the first connection.
+        crate::deadline::kernel_timeouts();
         log::info!(
             "listening on {} (message-broker {})",
             self.local_addr,

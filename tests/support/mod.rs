@@ -80,7 +80,12 @@ impl BrokerProcess {
                 panic!("broker did not get ready: {:?}", log.lock().unwrap());
             }
         };
-        BrokerProcess { child, addr, log }
+        let broker = BrokerProcess { child, addr, log };
+        if watchdog_forced() {
+            // Said in this test's output, where in_watchdog_mode looks for it.
+            eprintln!("{}", broker.wait_for_log(WATCHDOG_LINE));
+        }
+        broker
     }
 
     /// Sends a signal (`TERM`, `INT`) to the process with kill(1).
@@ -462,4 +467,65 @@ pub fn read_request(reader: &mut impl BufRead) -> String {
     let mut body = vec![0; len];
     reader.read_exact(&mut body).unwrap();
     String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The variable that makes the broker and the client bound their socket
+/// calls with the watchdog instead of kernel socket timeouts.
+pub const WATCHDOG_VARIABLE: &str = "BROKER_SOCKET_TIMEOUTS";
+/// What the broker (and the client library) log when the watchdog is on.
+pub const WATCHDOG_LINE: &str = "socket deadlines: enforced by a watchdog thread";
+
+/// Whether this test process runs with the watchdog forced.
+pub fn watchdog_forced() -> bool {
+    std::env::var(WATCHDOG_VARIABLE).is_ok_and(|v| v == "watchdog")
+}
+
+/// Runs the test `name` of this test binary again, in a child process with
+/// the watchdog forced (as on a network stack without socket timeouts, such
+/// as Unikraft's lwIP): every broker it starts, and the client library in
+/// it, bound their socket calls with the watchdog. Fails if that test fails,
+/// does not run, or ran without the watchdog.
+pub fn in_watchdog_mode(name: &str) {
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut child = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(WATCHDOG_VARIABLE, "watchdog")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the test again");
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err = thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = wait_until(Duration::from_secs(120), || child.try_wait().ok().flatten());
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.is_some_and(|s| s.success()) && text.contains("1 passed"),
+        "{name} with the watchdog: {status:?}\n{text}"
+    );
+    assert!(
+        text.contains(WATCHDOG_LINE),
+        "{name} ran without the watchdog:\n{text}"
+    );
+}
+
+/// Adds, for each deadline test named, a test `watchdog::NAME` that runs it
+/// again with the watchdog forced (see [`in_watchdog_mode`]).
+#[macro_export]
+macro_rules! in_watchdog_mode_too {
+    ($($name:ident),+ $(,)?) => {
+        mod watchdog {
+            $(
+                #[test]
+                fn $name() {
+                    super::support::in_watchdog_mode(stringify!($name));
+                }
+            )+
+        }
+    };
 }
