@@ -4,8 +4,11 @@
 //! `SO_SNDTIMEO` (std's `set_read_timeout` / `set_write_timeout`). lwIP as
 //! Unikraft ships it has neither: setting one fails with `ENOPROTOOPT`. The
 //! first such failure switches the process to a watchdog: one thread that
-//! holds every armed deadline and shuts down (`TcpStream::shutdown`) a socket
-//! whose deadline passed, so that the blocked call returns. The switch is
+//! holds every armed deadline and shuts down (`TcpStream::shutdown`, both
+//! ways: on lwIP a read-side shutdown does not wake a blocked read) a socket
+//! whose deadline passed, so that the blocked call returns. As nothing can be
+//! written after that, a read may leave last words (a `408`) that the
+//! watchdog sends, without blocking, before it shuts the socket. The switch is
 //! logged once. `BROKER_SOCKET_TIMEOUTS=watchdog` forces the watchdog on any
 //! stack (the tests use it to run every deadline test in both modes).
 //!
@@ -104,6 +107,8 @@ pub(crate) struct Socket {
     /// The kernel timeouts the socket has now, to set them only on a change.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// The watchdog cut a read and sent its last words.
+    said_farewell: bool,
 }
 
 impl Socket {
@@ -112,6 +117,7 @@ impl Socket {
             stream: Arc::new(stream),
             read_timeout: None,
             write_timeout: None,
+            said_farewell: false,
         }
     }
 
@@ -124,13 +130,27 @@ impl Socket {
     /// # Errors
     /// The read's own, and `TimedOut`.
     pub(crate) fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.read_by_else(buf, deadline, None)
+    }
+
+    /// As [`Socket::read_by`]; if the watchdog cuts the read, it first sends
+    /// `farewell` (see [`Socket::said_farewell`]).
+    ///
+    /// # Errors
+    /// The read's own, and `TimedOut`.
+    pub(crate) fn read_by_else(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        farewell: Option<&'static [u8]>,
+    ) -> io::Result<usize> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(timed_out());
             }
             if !self.kernel_timeout(left, false)? {
-                return self.watched(deadline, Shutdown::Read, |mut s| s.read(buf));
+                return self.watched(deadline, farewell, |mut s| s.read(buf));
             }
             match (&*self.stream).read(buf) {
                 // Woken within the slack before the deadline: wait the rest.
@@ -151,13 +171,19 @@ impl Socket {
                 return Err(timed_out());
             }
             if !self.kernel_timeout(left, true)? {
-                return self.watched(deadline, Shutdown::Both, |mut s| s.write(buf));
+                return self.watched(deadline, None, |mut s| s.write(buf));
             }
             match (&*self.stream).write(buf) {
                 Err(e) if is_timeout(&e) => {}
                 other => return other,
             }
         }
+    }
+
+    /// Whether the watchdog cut a read and sent its farewell: the socket is
+    /// shut down, and the farewell is the last thing the peer got.
+    pub(crate) fn said_farewell(&self) -> bool {
+        self.said_farewell
     }
 
     /// Writes all of `buf`, each write within `timeout` of its start.
@@ -208,27 +234,31 @@ impl Socket {
         }
     }
 
-    /// Runs `op` with the watchdog armed to shut the socket down (`how`) at
-    /// `deadline`; a call it cut short is `TimedOut`.
+    /// Runs `op` with the watchdog armed to send `farewell` and shut the
+    /// socket down at `deadline`; a call it cut short is `TimedOut`.
     fn watched<T>(
-        &self,
+        &mut self,
         deadline: Instant,
-        how: Shutdown,
+        farewell: Option<&'static [u8]>,
         op: impl FnOnce(&TcpStream) -> io::Result<T>,
     ) -> io::Result<T> {
-        let armed = arm(&self.stream, deadline, how)?;
+        let armed = arm(&self.stream, deadline, farewell)?;
         let result = op(&self.stream);
         if armed.fired() {
+            self.said_farewell = farewell.is_some();
             return Err(timed_out());
         }
         result
     }
 }
 
-/// The watchdog's deadlines, earliest first, each with its socket and how to
-/// shut it down.
+/// A socket the watchdog holds, and what to send before it shuts it down.
+type Watched = (Arc<TcpStream>, Option<&'static [u8]>);
+
+/// The watchdog's deadlines, earliest first (with a number to tell equal
+/// instants apart).
 struct Watchdog {
-    armed: BTreeMap<(Instant, u64), (Arc<TcpStream>, Shutdown)>,
+    armed: BTreeMap<(Instant, u64), Watched>,
     next_id: u64,
     running: bool,
 }
@@ -266,7 +296,11 @@ impl Drop for Armed {
 
 /// Hands `stream` to the watchdog until `deadline`, starting its thread the
 /// first time.
-fn arm(stream: &Arc<TcpStream>, deadline: Instant, how: Shutdown) -> io::Result<Armed> {
+fn arm(
+    stream: &Arc<TcpStream>,
+    deadline: Instant,
+    farewell: Option<&'static [u8]>,
+) -> io::Result<Armed> {
     let mut watch = lock();
     if !watch.running {
         std::thread::Builder::new()
@@ -279,7 +313,7 @@ fn arm(stream: &Arc<TcpStream>, deadline: Instant, how: Shutdown) -> io::Result<
     let key = (deadline, watch.next_id);
     watch.next_id += 1;
     let earliest = watch.armed.first_key_value().is_none_or(|(k, _)| key < *k);
-    watch.armed.insert(key, (stream.clone(), how));
+    watch.armed.insert(key, (stream.clone(), farewell));
     if earliest {
         WAKE.notify_one();
     }
@@ -297,9 +331,8 @@ fn run() {
         };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            if let Some((stream, how)) = watch.armed.remove(&(deadline, id)) {
-                // Wakes the blocked call; an error means it is closed already.
-                let _ = stream.shutdown(how);
+            if let Some((stream, farewell)) = watch.armed.remove(&(deadline, id)) {
+                cut(&stream, farewell);
             }
             continue;
         }
@@ -308,6 +341,19 @@ fn run() {
             .map(|(w, _)| w)
             .unwrap_or_else(|e| e.into_inner().0);
     }
+}
+
+/// Sends `farewell` if it fits in the socket's buffer now, then shuts the
+/// socket down both ways, which wakes the call blocked on it.
+fn cut(stream: &TcpStream, farewell: Option<&[u8]>) {
+    if let Some(bytes) = farewell {
+        // Never blocks the watchdog: a peer that reads nothing gets nothing.
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = (&*stream).write(bytes);
+        }
+    }
+    // An error means it is closed already.
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 #[cfg(test)]
@@ -334,50 +380,46 @@ mod tests {
     }
 
     #[test]
-    fn the_watchdog_cuts_a_blocked_read_and_leaves_the_write_side() {
-        let (socket, mut peer) = pair();
+    fn the_watchdog_cuts_a_blocked_read_after_its_last_words() {
+        let (mut socket, mut peer) = pair();
         let start = Instant::now();
+        let deadline = start + Duration::from_millis(200);
         let e = socket
-            .watched(start + Duration::from_millis(200), Shutdown::Read, |s| {
-                (&*s).read(&mut [0; 8])
-            })
+            .watched(deadline, Some(b"bye"), |mut s| s.read(&mut [0; 8]))
             .unwrap_err();
         assert!(is_timeout(&e), "{e}");
         assert!(start.elapsed() >= Duration::from_millis(200));
-        // The answer (a 408, say) still goes out.
-        (&*socket.stream).write_all(b"late").unwrap();
-        let mut got = [0; 4];
-        peer.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"late");
+        assert!(socket.said_farewell());
+        // The last words, then the end of the stream.
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"bye");
     }
 
     #[test]
     fn the_watchdog_cuts_a_blocked_write() {
-        let (socket, _peer) = pair();
+        let (mut socket, _peer) = pair();
         let chunk = vec![0u8; 1 << 20];
-        let start = Instant::now();
+        let deadline = Instant::now() + Duration::from_millis(300);
         // The peer never reads: the buffers fill, then the write blocks.
         let e = socket
-            .watched(
-                start + Duration::from_millis(300),
-                Shutdown::Both,
-                |s| -> io::Result<()> {
-                    loop {
-                        (&*s).write_all(&chunk)?;
-                    }
-                },
-            )
+            .watched(deadline, None, |mut s| -> io::Result<()> {
+                loop {
+                    s.write_all(&chunk)?;
+                }
+            })
             .unwrap_err();
         assert!(is_timeout(&e), "{e}");
+        assert!(!socket.said_farewell());
     }
 
     #[test]
     fn a_call_done_in_time_is_untouched_and_disarmed() {
-        let (socket, mut peer) = pair();
+        let (mut socket, mut peer) = pair();
         peer.write_all(b"x").unwrap();
         let got = socket
-            .watched(after(Duration::from_secs(5)), Shutdown::Read, |s| {
-                (&*s).read(&mut [0; 8])
+            .watched(after(Duration::from_secs(5)), None, |mut s| {
+                s.read(&mut [0; 8])
             })
             .unwrap();
         assert_eq!(got, 1);

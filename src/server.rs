@@ -10,6 +10,7 @@ use crate::deadline::{self, Socket, is_timeout};
 use crate::http::{self, BodyFraming, HttpError, Limits, RequestHead};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Read buffer per connection: a pipelined burst of small requests is parsed
@@ -170,11 +171,14 @@ impl Conn {
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.send()?;
-        // Between requests the idle timeout; during one, its deadline.
-        let deadline = self
-            .deadline
-            .unwrap_or_else(|| deadline::after(self.idle_timeout));
-        let n = self.socket.read_by(buf, deadline)?;
+        // Between requests the idle timeout, then a silent close; during
+        // one, its deadline, then a 408 (which the watchdog, if it is the
+        // one that cuts the read, sends itself: after it nothing can be).
+        let (deadline, farewell) = match self.deadline {
+            None => (deadline::after(self.idle_timeout), None),
+            Some(deadline) => (deadline, Some(timeout_answer())),
+        };
+        let n = self.socket.read_by_else(buf, deadline, farewell)?;
         self.traffic.read += n as u64;
         Ok(n)
     }
@@ -315,6 +319,19 @@ fn write_reply(
     http::write_response(writer, reply.status, &headers, reply.body.as_bytes(), close)
 }
 
+/// The answer to a request that did not arrive in time. Ready before the
+/// request begins, so that the watchdog can send it (see [`Conn`]'s `read`).
+fn timeout_answer() -> &'static [u8] {
+    static ANSWER: OnceLock<Vec<u8>> = OnceLock::new();
+    ANSWER.get_or_init(|| {
+        let mut out = Vec::new();
+        let reply = Reply::status(408, "request not received in time");
+        // Writing to a Vec cannot fail.
+        let _ = write_reply(&mut out, &reply, true, false);
+        out
+    })
+}
+
 /// Sends the status for a framing error (408 for a request that did not
 /// arrive in time), then ends the connection.
 fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io::Result<Close> {
@@ -327,15 +344,20 @@ fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io:
         });
     }
     let timed_out = matches!(&e, HttpError::Io(io) if is_timeout(io));
-    let status = if timed_out { Some(408) } else { e.status() };
-    let result = match status {
+    if timed_out && conn.socket.said_farewell() {
+        // The watchdog sent the 408 as it cut the read; the socket is shut.
+        conn.traffic.written += timeout_answer().len() as u64;
+        handler.end(conn.take_traffic());
+        return Ok(Close::Refused(408));
+    }
+    let result = match e.status() {
+        _ if timed_out => {
+            conn.out.extend_from_slice(timeout_answer());
+            conn.send().map(|()| Close::Refused(408))
+        }
         Some(status) => {
-            let text = if timed_out {
-                "request not received in time".to_owned()
-            } else {
-                e.to_string()
-            };
-            write_reply(&mut conn.out, &Reply::status(status, text), true, false)
+            let reply = Reply::status(status, e.to_string());
+            write_reply(&mut conn.out, &reply, true, false)
                 .and_then(|()| conn.send())
                 .map(|()| Close::Refused(status))
         }
