@@ -1,0 +1,161 @@
+//! The host side of `scripts/unikernel-boot.sh`, which boots the broker on
+//! a real Unikraft kernel under QEMU. Ignored in a plain `cargo test`: it
+//! needs `UNIKERNEL_BOOT_BROKER=127.0.0.1:PORT` (QEMU's forward to the
+//! guest), set by the script, with `UNIKERNEL_BOOT_SUBSCRIBERS` (the
+//! broker's `--max-subscribers`) and `UNIKERNEL_BOOT_REQUEST_TIMEOUT`.
+//!
+//! The guest sees the host as 10.0.2.2 (QEMU user networking), which is
+//! also the address every host connection comes from: a subscriber
+//! listening on the host's 127.0.0.1:PORT subscribes with its port, and the
+//! broker's deliveries to 10.0.2.2:PORT reach it.
+
+mod support;
+
+use std::io::{BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::{
+    RawSubscriber, WAIT, connect, metric, post, publish, read_resp, subscribe, wait_until,
+};
+
+/// Messages the host subscriber must receive, in order.
+const MESSAGES: usize = 1_000;
+
+fn broker() -> SocketAddr {
+    std::env::var("UNIKERNEL_BOOT_BROKER")
+        .expect("UNIKERNEL_BOOT_BROKER (run scripts/unikernel-boot.sh)")
+        .parse()
+        .expect("an address")
+}
+
+fn env_number(name: &str) -> u64 {
+    let value = std::env::var(name).unwrap_or_else(|_| panic!("{name}"));
+    value.trim_end_matches('s').parse().expect(name)
+}
+
+fn get(addr: SocketAddr, path: &str) -> support::Resp {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+    support::exchange(addr, request.as_bytes())
+}
+
+fn publish_request(topic: &str, data: &str) -> Vec<u8> {
+    let body = format!(r#"{{"data":"{data}"}}"#);
+    format!(
+        "POST /pub/{topic} HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[test]
+#[ignore = "driven by scripts/unikernel-boot.sh against a broker in QEMU"]
+fn drive() {
+    let broker = broker();
+    let health = get(broker, "/healthz");
+    assert_eq!((health.status, health.text().trim()), (200, "ok".into()));
+
+    // Publish round trips (nobody subscribed), lock-step on one connection.
+    let stream = connect(broker);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let trips: Vec<Duration> = (0..50)
+        .map(|i| {
+            let started = Instant::now();
+            (&stream)
+                .write_all(&publish_request("nobody", &format!("p{i}")))
+                .unwrap();
+            assert_eq!(read_resp(&mut reader).expect("answer").status, 202);
+            started.elapsed()
+        })
+        .collect();
+    println!("  publish round trip: median {:?}", median(trips));
+
+    // A subscriber on the host gets every message, in order.
+    let sub = RawSubscriber::start();
+    subscribe(broker, "boot/load", sub.port);
+    let sent: Vec<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
+    let started = Instant::now();
+    for data in &sent {
+        (&stream)
+            .write_all(&publish_request("boot/load", data))
+            .unwrap();
+        assert_eq!(read_resp(&mut reader).expect("answer").status, 202);
+    }
+    assert_eq!(sub.recv_data(sent.len()), sent);
+    println!(
+        "  {MESSAGES} messages published and delivered in order: {:?}",
+        started.elapsed()
+    );
+
+    // Counted as each answer comes back, so a moment after the last arrives.
+    let delivered = wait_until(WAIT, || {
+        let n = metric(broker, "broker_messages_delivered_total");
+        (n >= MESSAGES as u64).then_some(n)
+    });
+    let delivered = delivered.expect("the deliveries counted in /metrics");
+    println!("  /metrics: broker_messages_delivered_total {delivered}");
+
+    slowloris(broker);
+    thread_budget(broker);
+}
+
+/// A request that never ends gets 408 at the request deadline, from the
+/// watchdog (lwIP has no socket timeouts).
+fn slowloris(broker: SocketAddr) {
+    let limit = Duration::from_secs(env_number("UNIKERNEL_BOOT_REQUEST_TIMEOUT"));
+    let mut slow = connect(broker);
+    let started = Instant::now();
+    slow.write_all(b"POST /pub/t HTTP/1.1\r\nHost: b\r\nX: ")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text:?} after {took:?}");
+    assert!(
+        took >= limit && took < limit + Duration::from_secs(5),
+        "cut after {took:?}, deadline {limit:?}"
+    );
+    println!("  slowloris: 408 after {took:?} (request timeout {limit:?})");
+}
+
+/// Subscribes endpoints until 503: the broker holds exactly
+/// `--max-subscribers` of them, one delivery thread each.
+fn thread_budget(broker: SocketAddr) {
+    let limit = env_number("UNIKERNEL_BOOT_SUBSCRIBERS");
+    let held = subscribe_until_refused(broker, limit + 1);
+    assert_eq!(held, limit, "subscribers held, against --max-subscribers");
+    println!(
+        "  thread budget: {held} subscriber endpoints held, then 503 (--max-subscribers {limit})"
+    );
+    let health = get(broker, "/healthz");
+    assert_eq!(health.status, 200, "still serving after the 503s");
+}
+
+/// Subscribes new endpoints (ports that nobody publishes to) until one gets
+/// 503 or `most` are held; the number of endpoints held then.
+fn subscribe_until_refused(broker: SocketAddr, most: u64) -> u64 {
+    for port in 20_000..20_000 + most as u16 {
+        let body = format!(r#"{{"qos":0,"port":"{port}"}}"#);
+        let resp = post(broker, "/sub/boot/budget", &body);
+        match resp.status {
+            202 => {}
+            503 => break,
+            other => panic!("subscribe answered {other}: {}", resp.text()),
+        }
+    }
+    metric(broker, "broker_subscribers")
+}
+
+#[test]
+#[ignore = "driven by scripts/unikernel-boot.sh (UNIKERNEL_CAPACITY=1)"]
+fn capacity() {
+    let broker = broker();
+    let held = subscribe_until_refused(broker, 5_000);
+    println!("  capacity: {held} subscriber endpoints held before a thread could not start");
+    publish(broker, "boot/other", "still serving");
+}
