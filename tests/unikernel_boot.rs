@@ -57,7 +57,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn drive() {
     let broker = broker();
     let health = get(broker, "/healthz");
-    assert_eq!((health.status, health.text().trim()), (200, "ok".into()));
+    assert_eq!((health.status, health.text().trim()), (200, "ok"));
 
     // Publish round trips (nobody subscribed), lock-step on one connection.
     let stream = connect(broker);
