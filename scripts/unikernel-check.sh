@@ -7,8 +7,13 @@
 # - the signal calls succeed without doing anything, as lib/uksignal's stubs;
 # - thread creation fails with EAGAIN once 28 threads are alive (RLIMIT_NPROC
 #   on an unprivileged user counts live threads, as Unikraft's PID table does);
-# - the broker runs with the Kraftfile's `cmd` limits, then with a connection
-#   limit above the thread budget, so that spawning a thread really fails.
+# - the broker runs with Kraftfile.base's `cmd` limits (the prebuilt base
+#   runtime), then with a connection limit above the thread budget, so that
+#   spawning a thread really fails, then as on Unikraft's lwIP, with no
+#   socket timeouts (BROKER_SOCKET_TIMEOUTS=watchdog: its deadlines come
+#   from the watchdog thread).
+#
+# This is the fast check; scripts/unikernel-boot.sh boots the real kernel.
 #
 # It fails if the broker crashes or misserves, if it calls a system call
 # that is neither in the list nor one the runtime is known to answer with
@@ -38,8 +43,8 @@ sort -u "$work/implemented" "$work/tolerated" <(echo execve) >"$work/allowed"
 not_implemented="!$(paste -sd, "$work/implemented")"
 signal_stubs=rt_sigaction,rt_sigprocmask,sigaltstack
 
-# The Kraftfile's command line, on a free loopback port.
-kraft_args=$(sed -n 's/^cmd: *\[\(.*\)\]/\1/p' Kraftfile | tr -d '",' | cut -d' ' -f2-)
+# Kraftfile.base's command line, on a free loopback port.
+kraft_args=$(sed -n 's/^cmd: *\[\(.*\)\]/\1/p' Kraftfile.base | tr -d '",' | cut -d' ' -f2-)
 kraft_args=$(sed 's/-p [0-9]*/-p 0/' <<<"$kraft_args")
 
 # Each case runs the broker with a 60 s liveness timeout: the workload's
@@ -105,4 +110,7 @@ run_case() {
 
 run_case kraftfile $kraft_args
 run_case over-budget -p 0 --max-connections 64 --max-subscribers 8
+BROKER_SOCKET_TIMEOUTS=watchdog run_case watchdog $kraft_args
+grep -q "enforced by a watchdog thread" "$work/watchdog.log" || {
+  cat "$work/watchdog.log"; echo "unikernel-check: watchdog: the broker did not use it" >&2; exit 1; }
 echo "unikernel-check: ok"

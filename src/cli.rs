@@ -163,6 +163,9 @@ DURATION is a number of seconds, or a number with ms, s or m (500ms, 2m).
 The broker logs to stderr; it says `listening on ADDR` when it is ready.
 SIGTERM or SIGINT stops it gracefully (a second one exits at once).
 Exit status: 0 after a stop, 1 if it cannot listen, 2 for a bad option.
+Every deadline uses the kernel's socket timeouts; where the network stack has
+none (Unikraft's lwIP) a watchdog thread enforces them, as it does always with
+BROKER_SOCKET_TIMEOUTS=watchdog.
 ",
     );
     text

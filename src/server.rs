@@ -194,7 +194,8 @@ pub(crate) fn serve(
     settings: &Settings,
     handler: &mut dyn Handler,
 ) -> io::Result<Close> {
-    stream.set_nodelay(true)?;
+    // An optimization: a stack without it still serves.
+    let _ = stream.set_nodelay(true);
     let conn = Conn {
         socket: Socket::new(stream),
         out: Vec::with_capacity(WRITE_BUFFER),

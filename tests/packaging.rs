@@ -99,47 +99,126 @@ fn dockerfile_builds_what_ci_builds() {
     );
 }
 
-#[test]
-fn kraftfile_runs_the_dockerfile_rootfs_on_the_elfloader_runtime() {
-    let kraftfile = read("Kraftfile");
-    let keys: Vec<(&str, &str)> = kraftfile
-        .lines()
+/// The top-level `key: value` pairs of a Kraftfile.
+fn kraftfile_keys(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with(' ') && l.contains(':'))
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
-    let key = |name: &str| {
-        keys.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("Kraftfile has no {name}"))
-    };
-    assert_eq!(key("spec"), "v0.6");
-    assert_eq!(key("runtime"), "base:latest");
-    assert_eq!(key("rootfs"), "./Dockerfile");
-    let cmd = key("cmd");
-    assert!(cmd.starts_with(r#"["/broker", "-p", "9999""#), "{cmd}");
-    // Inside the runtime's budget of about 30 threads: one accepts, and each
-    // connection and each subscriber endpoint has one.
-    let value = |flag: &str| -> usize {
-        let quoted = format!("\"{flag}\", \"");
-        let at = cmd
-            .find(&quoted)
-            .unwrap_or_else(|| panic!("cmd lacks {flag}"))
-            + quoted.len();
-        cmd[at..].split('"').next().unwrap().parse().unwrap()
-    };
-    assert!(
-        1 + value("--max-connections") + value("--max-subscribers") <= 28,
-        "{cmd}"
-    );
-    let targets: Vec<&str> = kraftfile
-        .lines()
+        .collect()
+}
+
+fn key<'a>(keys: &[(&str, &'a str)], name: &str) -> &'a str {
+    keys.iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {name} in {keys:?}"))
+}
+
+/// The value of `flag` in a Kraftfile's `cmd`.
+fn cmd_value(cmd: &str, flag: &str) -> usize {
+    let quoted = format!("\"{flag}\", \"");
+    let at = cmd
+        .find(&quoted)
+        .unwrap_or_else(|| panic!("cmd lacks {flag}"))
+        + quoted.len();
+    cmd[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+fn targets(text: &str) -> Vec<&str> {
+    text.lines()
         .skip_while(|l| !l.starts_with("targets:"))
         .skip(1)
         .map_while(|l| l.trim().strip_prefix("- "))
+        .collect()
+}
+
+/// Threads the broker runs with these limits: one accepts, one is the
+/// deadline watchdog (Unikraft's lwIP has no socket timeouts), and each
+/// connection and each subscriber endpoint has one.
+fn threads(cmd: &str) -> usize {
+    2 + cmd_value(cmd, "--max-connections") + cmd_value(cmd, "--max-subscribers")
+}
+
+#[test]
+fn kraftfile_base_runs_the_dockerfile_rootfs_on_the_prebuilt_runtime() {
+    let text = read("Kraftfile.base");
+    let keys = kraftfile_keys(&text);
+    assert_eq!(key(&keys, "spec"), "v0.6");
+    assert_eq!(key(&keys, "runtime"), "base:latest");
+    assert_eq!(key(&keys, "rootfs"), "./Dockerfile");
+    let cmd = key(&keys, "cmd");
+    assert!(cmd.starts_with(r#"["/broker", "-p", "9999""#), "{cmd}");
+    // Inside the runtime's 30 threads, with room to spare.
+    assert!(threads(cmd) <= 28, "{cmd}");
+    assert!(targets(&text).contains(&"qemu/x86_64"));
+}
+
+/// The `# limit` Kconfig lines of the Kraftfile, as `NAME=VALUE`.
+fn kraftfile_limits(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_suffix("# limit"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| format!("{}={}", k.trim(), v.trim().trim_matches('\'')))
+        .collect()
+}
+
+#[test]
+fn kraftfile_builds_the_elfloader_with_raised_limits_around_the_dockerfile_rootfs() {
+    let text = read("Kraftfile");
+    let keys = kraftfile_keys(&text);
+    assert_eq!(key(&keys, "spec"), "v0.6");
+    assert_eq!(key(&keys, "rootfs"), "./Dockerfile");
+    assert!(
+        text.contains("app-elfloader.git"),
+        "the ELF loader template"
+    );
+    let limits = kraftfile_limits(&text);
+    let value = |name: &str| -> usize {
+        let prefix = format!("{name}=");
+        limits
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} limit in {limits:?}"))
+            .parse()
+            .unwrap()
+    };
+    let cmd = key(&keys, "cmd");
+    assert!(cmd.starts_with(r#"["/broker", "-p", "9999""#), "{cmd}");
+    // The PID table holds every thread (one entry is the kernel's).
+    assert!(
+        threads(cmd) < value("CONFIG_LIBPOSIX_PROCESS_MAX_PID"),
+        "{cmd}"
+    );
+    // A connection holds two descriptors (its socket and the handle that
+    // closes it), a subscriber endpoint two (reader and writer); lwIP's
+    // connections must fit in the descriptor table, or lwIP does not build.
+    let fds = 2 * (cmd_value(cmd, "--max-connections") + cmd_value(cmd, "--max-subscribers"));
+    assert!(fds < value("CONFIG_LIBNOLIBC_FD_SETSIZE"), "{cmd}");
+    assert!(value("CONFIG_LWIP_NUM_TCPCON") <= value("CONFIG_LIBNOLIBC_FD_SETSIZE"));
+    assert!(
+        cmd_value(cmd, "--max-connections") + cmd_value(cmd, "--max-subscribers")
+            <= value("CONFIG_LWIP_NUM_TCPCON")
+    );
+    assert!(targets(&text).contains(&"qemu/x86_64"));
+}
+
+#[test]
+fn the_boot_test_builds_its_kernel_with_the_kraftfiles_limits() {
+    let ours = kraftfile_limits(&read("Kraftfile"));
+    assert_eq!(ours.len(), 3, "{ours:?}");
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/unikernel-boot.sh"))
+        .arg("--print-kconfig")
+        .output()
+        .expect("run scripts/unikernel-boot.sh --print-kconfig");
+    assert!(out.status.success(), "{out:?}");
+    let theirs: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
         .collect();
-    assert!(targets.contains(&"qemu/x86_64"), "{targets:?}");
+    assert_eq!(theirs, ours);
 }
 
 /// `STATIC_BROKER`, or `None` (with a note) when the static build was not
