@@ -13,7 +13,8 @@
 //! stack (the tests use it to run every deadline test in both modes).
 //!
 //! Owns the mode and the watchdog thread; every socket read or write that
-//! waits on a peer goes through [`Socket`]. Knows nothing of HTTP.
+//! waits on a peer goes through [`Socket`]. Knows nothing of HTTP: it imports
+//! nothing of the crate but `log`.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};

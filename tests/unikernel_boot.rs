@@ -15,7 +15,8 @@ use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::{
-    RawSubscriber, WAIT, connect, metric, post, publish, read_resp, subscribe, wait_until,
+    RawSubscriber, WAIT, connect, metric, post, publish, publish_request, read_resp, subscribe,
+    wait_until,
 };
 
 /// Messages the host subscriber must receive, in order.
@@ -36,15 +37,6 @@ fn env_number(name: &str) -> u64 {
 fn get(addr: SocketAddr, path: &str) -> support::Resp {
     let request = format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
     support::exchange(addr, request.as_bytes())
-}
-
-fn publish_request(topic: &str, data: &str) -> Vec<u8> {
-    let body = format!(r#"{{"data":"{data}"}}"#);
-    format!(
-        "POST /pub/{topic} HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

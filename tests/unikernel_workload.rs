@@ -10,21 +10,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
-use support::{RawSubscriber, connect, exchange, post, read_resp, subscribe};
+use support::{RawSubscriber, connect, exchange, post, publish_request, read_resp, subscribe};
 
 /// More clients at once than the runtime has threads for.
 const CLIENTS: usize = 60;
 /// Subscriber endpoints tried; more than the Kraftfile's `--max-subscribers`.
 const SUBSCRIBERS: usize = 12;
-
-fn publish_request(topic: &str, data: &str) -> Vec<u8> {
-    let body = format!(r#"{{"data":"{data}"}}"#);
-    format!(
-        "POST /pub/{topic} HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
 
 /// 300 messages in order to one subscriber over one keep-alive connection.
 fn round_trip(broker: SocketAddr, sub: &RawSubscriber, tag: &str) {

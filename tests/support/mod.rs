@@ -529,3 +529,13 @@ macro_rules! in_watchdog_mode_too {
         }
     };
 }
+
+/// A keep-alive `POST /pub/{topic}` of `data`, as raw bytes.
+pub fn publish_request(topic: &str, data: &str) -> Vec<u8> {
+    let body = format!(r#"{{"data":"{data}"}}"#);
+    format!(
+        "POST /pub/{topic} HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
