@@ -145,20 +145,7 @@ impl Socket {
         deadline: Instant,
         farewell: Option<&'static [u8]>,
     ) -> io::Result<usize> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(timed_out());
-            }
-            if !self.kernel_timeout(left, false)? {
-                return self.watched(deadline, farewell, |mut s| s.read(buf));
-            }
-            match (&*self.stream).read(buf) {
-                // Woken within the slack before the deadline: wait the rest.
-                Err(e) if is_timeout(&e) => {}
-                other => return other,
-            }
-        }
+        self.call_by(deadline, false, farewell, |mut s| s.read(buf))
     }
 
     /// One write that returns by `deadline` (`TimedOut` past it).
@@ -166,15 +153,28 @@ impl Socket {
     /// # Errors
     /// The write's own, and `TimedOut`.
     pub(crate) fn write_by(&mut self, buf: &[u8], deadline: Instant) -> io::Result<usize> {
+        self.call_by(deadline, true, None, |mut s| s.write(buf))
+    }
+
+    /// Runs `op` (one read, or one write if `write`) so that it returns by
+    /// `deadline`: under a kernel timeout, or with the watchdog armed.
+    fn call_by<T>(
+        &mut self,
+        deadline: Instant,
+        write: bool,
+        farewell: Option<&'static [u8]>,
+        mut op: impl FnMut(&TcpStream) -> io::Result<T>,
+    ) -> io::Result<T> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(timed_out());
             }
-            if !self.kernel_timeout(left, true)? {
-                return self.watched(deadline, None, |mut s| s.write(buf));
+            if !self.kernel_timeout(left, write)? {
+                return self.watched(deadline, farewell, op);
             }
-            match (&*self.stream).write(buf) {
+            match op(&self.stream) {
+                // Woken within the slack before the deadline: wait the rest.
                 Err(e) if is_timeout(&e) => {}
                 other => return other,
             }

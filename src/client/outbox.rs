@@ -6,6 +6,7 @@
 //!
 //! Owns the write side of one connection. Never reads.
 
+use super::lock;
 use crate::deadline::Socket;
 use std::io;
 use std::net::TcpStream;
@@ -120,10 +121,6 @@ impl Drop for Outbox {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn drain(shared: &Shared, mut socket: Socket, timeout: Duration) {
