@@ -117,6 +117,40 @@ pub const OPTIONS: &[Opt] = &[
             c.token = Some(v.to_owned());
             Ok(())
         } },
+    Opt { short: None, long: "data-dir", env: "BROKER_DATA_DIR", value: "DIR", default: "none",
+        help: "keep qos 1 and retained messages and durable sessions in a log in DIR (created if missing); none: in memory",
+        set: |c, v| {
+            if v.is_empty() {
+                return Err("a directory name is needed".into());
+            }
+            c.data_dir = Some(v.into());
+            Ok(())
+        } },
+    Opt { short: None, long: "fsync", env: "BROKER_FSYNC", value: "MODE", default: "batch",
+        help: "always (a sync per message), batch (one per group of messages) or never (a machine crash loses the last moments)",
+        set: |c, v| { c.fsync = crate::broker::Fsync::parse(v).ok_or("use always, batch or never")?; Ok(()) } },
+    Opt { short: None, long: "session-expiry", env: "BROKER_SESSION_EXPIRY", value: "DURATION", default: "1h",
+        help: "drop a qos 1 subscriber (and what it is owed) after no sign of life this long",
+        set: |c, v| { c.session_expiry = nonzero(duration(v, 1000)?)?; Ok(()) } },
+    Opt { short: None, long: "backlog-bytes", env: "BROKER_BACKLOG_BYTES", value: "BYTES", default: "67108864",
+        help: "drop a qos 1 subscriber owed more than this",
+        set: |c, v| { c.backlog_bytes = positive(v)?; Ok(()) } },
+    Opt { short: None, long: "retention", env: "BROKER_RETENTION", value: "DURATION", default: "1h",
+        help: "delete log segments no subscriber needs once older than this",
+        set: |c, v| { c.retention = duration(v, 1000)?; Ok(()) } },
+    Opt { short: None, long: "segment-bytes", env: "BROKER_SEGMENT_BYTES", value: "BYTES", default: "16777216",
+        help: "begin a new log segment file past this size (at least 4096)",
+        set: |c, v| {
+            let n: u64 = number(v)?;
+            if n < 4096 {
+                return Err("at least 4096".into());
+            }
+            c.segment_bytes = n;
+            Ok(())
+        } },
+    Opt { short: None, long: "dedupe-window", env: "BROKER_DEDUPE_WINDOW", value: "DURATION", default: "2m",
+        help: "how long an Idempotency-Key is remembered",
+        set: |c, v| { c.dedupe_window = duration(v, 1000)?; Ok(()) } },
     Opt { short: None, long: "log-level", env: "BROKER_LOG_LEVEL", value: "LEVEL", default: "info",
         help: "error, warn, info or debug, to stderr; nothing per message below debug",
         set: |c, v| {
@@ -162,7 +196,10 @@ Options (each also as its environment variable; a flag wins over it):
 DURATION is a number of seconds, or a number with ms, s or m (500ms, 2m).
 The broker logs to stderr; it says `listening on ADDR` when it is ready.
 SIGTERM or SIGINT stops it gracefully (a second one exits at once).
-Exit status: 0 after a stop, 1 if it cannot listen, 2 for a bad option.
+Exit status: 0 after a stop, 1 if it cannot listen or cannot open (or lock)
+its data directory, 2 for a bad option.
+qos 1 publishes and retained messages are answered once stored: synced to the
+log with --data-dir (507 if that fails), held in memory without one.
 Every deadline uses the kernel's socket timeouts; where the network stack has
 none (Unikraft's lwIP) a watchdog thread enforces them, as it does always with
 BROKER_SOCKET_TIMEOUTS=watchdog.
@@ -265,7 +302,7 @@ fn positive(value: &str) -> Result<usize, String> {
 }
 
 /// `value` as a duration: a plain number is in `unit_ms` milliseconds;
-/// `ms`, `s` and `m` suffixes say their unit.
+/// `ms`, `s`, `m` and `h` suffixes say their unit.
 fn duration(value: &str, unit_ms: u64) -> Result<Duration, String> {
     let (digits, unit) = if let Some(d) = value.strip_suffix("ms") {
         (d, 1)
@@ -273,12 +310,14 @@ fn duration(value: &str, unit_ms: u64) -> Result<Duration, String> {
         (d, 1000)
     } else if let Some(d) = value.strip_suffix('m') {
         (d, 60_000)
+    } else if let Some(d) = value.strip_suffix('h') {
+        (d, 3_600_000)
     } else {
         (value, unit_ms)
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| "not a duration (like 10, 500ms, 2s or 1m)".to_owned())?;
+        .map_err(|_| "not a duration (like 10, 500ms, 2s, 1m or 1h)".to_owned())?;
     n.checked_mul(unit)
         .map(Duration::from_millis)
         .ok_or_else(|| "too long".to_owned())
@@ -364,6 +403,8 @@ mod tests {
                 "bind" => "127.0.0.2",
                 "log-level" => "warn",
                 "token" => "t",
+                "fsync" => "never",
+                "segment-bytes" => "5000",
                 _ => "3",
             };
             let env = |name: &str| (name == opt.env).then(|| value.to_string());
@@ -397,7 +438,12 @@ mod tests {
             &["--log-level", "loud"],
             &["--request-timeout", "0"],
             &["--max-connections", "0"],
-            &["--idle-timeout", "5h"],
+            &["--idle-timeout", "5y"],
+            &["--fsync", "sometimes"],
+            &["--segment-bytes", "4095"],
+            &["--data-dir", ""],
+            &["--session-expiry", "0"],
+            &["--backlog-bytes", "0"],
             &["--token", ""],
             &["--token", "a b"],
             &["-p", "1", "healthcheck"],

@@ -67,6 +67,7 @@ pub mod log;
 mod net;
 mod server;
 mod signal;
+mod store;
 #[cfg(test)]
 mod testutil;
 mod topic;

@@ -106,20 +106,26 @@ impl Connection {
         content_type: Option<&str>,
         body: &[u8],
     ) -> io::Result<()> {
+        self.send_with(target, content_type, None, body)
+    }
+
+    /// [`Connection::send`] with one more header (`Message-Id` on a qos 1
+    /// delivery).
+    pub(crate) fn send_with(
+        &mut self,
+        target: &str,
+        content_type: Option<&str>,
+        extra: Option<(&str, &str)>,
+        body: &[u8],
+    ) -> io::Result<()> {
         let Connection {
             writer,
             host,
             authorization,
             ..
         } = self;
-        write_post(
-            writer,
-            host,
-            authorization.as_deref(),
-            target,
-            content_type,
-            body,
-        )
+        let auth = authorization.as_deref();
+        write_post(writer, host, auth, target, content_type, extra, body)
     }
 
     /// Sends `Authorization: Bearer TOKEN` with every request from now on.
@@ -136,7 +142,7 @@ impl Connection {
         body: &[u8],
     ) -> io::Result<()> {
         let auth = self.authorization.as_deref();
-        write_post(w, &self.host, auth, target, content_type, body)
+        write_post(w, &self.host, auth, target, content_type, None, body)
     }
 
     /// Sends everything buffered.
@@ -199,9 +205,10 @@ fn write_post(
     authorization: Option<&str>,
     target: &str,
     content_type: Option<&str>,
+    extra: Option<(&str, &str)>,
     body: &[u8],
 ) -> io::Result<()> {
-    let mut headers = [("", ""); 2];
+    let mut headers = [("", ""); 3];
     let mut n = 0;
     for (name, value) in [
         ("Content-Type", content_type),
@@ -211,6 +218,10 @@ fn write_post(
             headers[n] = (name, value);
             n += 1;
         }
+    }
+    if let Some(header) = extra {
+        headers[n] = header;
+        n += 1;
     }
     http::write_request(w, "POST", target, host, &headers[..n], body)
 }

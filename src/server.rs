@@ -29,6 +29,8 @@ pub(crate) struct Reply {
     pub(crate) headers: &'static [(&'static str, &'static str)],
     /// Close the connection after this answer.
     pub(crate) close: bool,
+    /// A `Message-Id` header (a publish's answer).
+    pub(crate) message_id: Option<u64>,
 }
 
 impl Reply {
@@ -53,6 +55,7 @@ impl Reply {
             body,
             headers,
             close: false,
+            message_id: None,
         }
     }
 }
@@ -316,6 +319,11 @@ fn write_reply(
     let mut headers = reply.headers.to_vec();
     if keep_alive_10 {
         headers.push(("Connection", "keep-alive"));
+    }
+    let id;
+    if let Some(message_id) = reply.message_id {
+        id = message_id.to_string();
+        headers.push(("Message-Id", &id));
     }
     http::write_response(writer, reply.status, &headers, reply.body.as_bytes(), close)
 }

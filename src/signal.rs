@@ -60,6 +60,22 @@ pub(crate) fn install(_listener: &TcpListener) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Makes a write past the process's file size limit (`RLIMIT_FSIZE`) fail
+/// with `EFBIG`, which the log answers with 507, instead of `SIGXFSZ`
+/// killing the broker.
+#[cfg(target_os = "linux")]
+pub(crate) fn ignore_file_size_limit() {
+    // SAFETY: `on_file_size` has the C handler signature and does nothing.
+    let installed = unsafe { linux::signal(linux::SIGXFSZ, linux::on_file_size) };
+    if installed == linux::SIG_ERR {
+        crate::log::warning!("cannot catch SIGXFSZ: a file size limit will stop the broker");
+    }
+}
+
+/// Elsewhere the default action stays.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn ignore_file_size_limit() {}
+
 #[cfg(target_os = "linux")]
 mod linux {
     use super::{IN_HANDLER, LISTENER, REQUESTED};
@@ -68,6 +84,7 @@ mod linux {
 
     pub(super) const SIGINT: c_int = 2;
     pub(super) const SIGTERM: c_int = 15;
+    pub(super) const SIGXFSZ: c_int = 25;
     const SHUT_RD: c_int = 0;
     /// `SIG_ERR`, `(sighandler_t) -1`.
     pub(super) const SIG_ERR: usize = usize::MAX;
@@ -78,6 +95,10 @@ mod linux {
         fn _exit(status: c_int) -> !;
         fn __errno_location() -> *mut c_int;
     }
+
+    /// Catching the signal (rather than its default, which ends the
+    /// process) is all it takes for the write to fail with `EFBIG`.
+    pub(super) extern "C" fn on_file_size(_signum: c_int) {}
 
     pub(super) extern "C" fn on_signal(_signum: c_int) {
         if REQUESTED.swap(true, Ordering::SeqCst) {

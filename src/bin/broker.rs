@@ -30,6 +30,11 @@ fn main() -> ExitCode {
     let addr = SocketAddr::new(config.bind, config.port);
     let broker = match Broker::bind(config) {
         Ok(broker) => broker,
+        // The data directory's errors name it; the others are the listener's.
+        Err(e) if e.to_string().contains("data directory") => {
+            eprintln!("broker: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("broker: cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;

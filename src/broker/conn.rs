@@ -7,11 +7,14 @@ use super::Shared;
 use super::conns::Activity;
 use super::metrics;
 use super::route::{self, Action};
+use super::routing::Qos;
 use crate::http::RequestHead;
 use crate::log;
 use crate::server::{self, Reply, Traffic};
+use crate::store::Publish;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Serves one connection until it closes.
 pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activity) {
@@ -78,7 +81,11 @@ impl server::Handler for Handler<'_> {
             reply.close = true;
             return reply;
         }
-        execute(action, self.peer, self.shared)
+        let key = match idempotency_key(head) {
+            Ok(key) => key,
+            Err(reject) => return reject,
+        };
+        execute(action, key, self.peer, self.shared)
     }
 
     fn end(&mut self, traffic: Traffic) {
@@ -121,20 +128,65 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn execute(action: Action, peer: SocketAddr, shared: &Shared) -> Reply {
+/// Most bytes in an `Idempotency-Key` (PROTOCOL.md section 6.2).
+const MAX_KEY: usize = 128;
+
+/// The `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+fn idempotency_key(head: &RequestHead) -> Result<Option<String>, Reply> {
+    let Some(key) = head.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        let why = "Idempotency-Key must be 1 to 128 visible ASCII characters";
+        return Err(Reply::status(400, why));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// How long a durable subscription waits to be stored before it answers 507.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+
+fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Shared) -> Reply {
     let registry = &shared.registry;
     match action {
-        Action::Publish { topic, data } => {
-            registry.publish(&topic, &data);
-            metrics::add(&registry.metrics.published, 1);
+        Action::Publish {
+            topic,
+            data,
+            qos,
+            retain,
+        } => {
+            let publish = Publish {
+                topic,
+                data,
+                qos1: qos == Qos::One,
+                retain,
+                key,
+            };
+            return match registry.publish(publish) {
+                Ok(id) => {
+                    metrics::add(&registry.metrics.published, 1);
+                    let mut reply = Reply::accepted();
+                    reply.message_id = Some(id);
+                    reply
+                }
+                Err(e) => Reply::status(507, e.to_string()),
+            };
         }
-        Action::Subscribe { topic, port } => {
+        Action::Subscribe { topic, port, qos } => {
             let endpoint = SocketAddr::new(peer.ip(), port);
-            if let Err(e) = registry.subscribe(&topic, endpoint) {
-                log::warning!("subscription of {endpoint} to {topic:?} refused: {e}");
-                return Reply::status(503, format!("broker busy: {e}"));
+            match registry.subscribe(&topic, endpoint, qos) {
+                Err(e) => {
+                    log::warning!("subscription of {endpoint} to {topic:?} refused: {e}");
+                    return Reply::status(503, format!("broker busy: {e}"));
+                }
+                Ok(Some(batch)) => {
+                    if let Err(e) = batch.wait(SUBSCRIBE_WAIT) {
+                        return Reply::status(507, e.to_string());
+                    }
+                }
+                Ok(None) => {}
             }
-            log::debug!("{endpoint} subscribed to {topic:?}");
+            log::debug!("{endpoint} subscribed to {topic:?} at {qos:?}");
         }
         Action::Heartbeat { port } => {
             registry.heartbeat(peer.ip(), port);

@@ -6,6 +6,7 @@
 //! when the page is built.
 
 use crate::server::Close;
+use crate::store::StoreMetrics;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,13 +35,15 @@ impl Loss {
 
 /// Labels of [`crate::broker::delivery::DropReason`], in the order of
 /// [`Metrics::subscribers_dropped`].
-pub(crate) const DROP_REASONS: [&str; 6] = [
+pub(crate) const DROP_REASONS: [&str; 8] = [
     "connect_failed",
     "timeout",
     "io",
     "refused",
     "bad_response",
     "idle",
+    "session_expired",
+    "backlog",
 ];
 
 /// Why client connections closed, in the order of `connections_closed`.
@@ -67,7 +70,9 @@ pub(crate) struct Metrics {
     pub(crate) published: AtomicU64,
     pub(crate) delivered: AtomicU64,
     dropped: [AtomicU64; 3],
-    pub(crate) subscribers_dropped: [AtomicU64; 6],
+    pub(crate) subscribers_dropped: [AtomicU64; 8],
+    /// qos 1 messages sent again after a failed delivery.
+    pub(crate) redelivered: AtomicU64,
     connections_closed: [AtomicU64; 8],
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
@@ -85,6 +90,11 @@ pub(crate) struct Gauges {
     pub(crate) queued_bytes: usize,
     pub(crate) thread_budget: usize,
     pub(crate) stopping: bool,
+    pub(crate) retained: usize,
+    /// qos 1 endpoints, and what they are owed.
+    pub(crate) sessions: usize,
+    pub(crate) backlog_messages: usize,
+    pub(crate) backlog_bytes: usize,
 }
 
 /// Adds `n` to a counter.
@@ -117,7 +127,7 @@ impl Metrics {
     }
 
     /// The page for `GET /metrics`.
-    pub(crate) fn render(&self, g: &Gauges) -> String {
+    pub(crate) fn render(&self, g: &Gauges, log: &StoreMetrics) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let n = |v: usize| v as u64;
         #[rustfmt::skip]
@@ -140,11 +150,36 @@ impl Metrics {
             ("delivered_bytes_total", "counter", "Message bodies delivered to subscribers, in bytes.", get(&self.delivered_bytes)),
             ("threads", "gauge", "Connection and delivery threads running.", n(g.connections_open + g.subscribers)),
             ("thread_budget", "gauge", "Most connection and delivery threads (--max-connections + --max-subscribers).", n(g.thread_budget)),
+            ("messages_stored_total", "counter", "qos 1 and retained messages stored (in the log, or in memory without one).", get(&log.stored)),
+            ("messages_redelivered_total", "counter", "qos 1 messages sent again after a failed delivery.", get(&self.redelivered)),
+            ("publish_duplicates_total", "counter", "Publishes answered with an earlier message's id (Idempotency-Key).", get(&log.duplicates)),
+            ("sessions", "gauge", "qos 1 subscriber endpoints (durable sessions).", n(g.sessions)),
+            ("sessions_backlog_messages", "gauge", "Messages queued for qos 1 endpoints.", n(g.backlog_messages)),
+            ("sessions_backlog_bytes", "gauge", "Bytes queued for qos 1 endpoints.", n(g.backlog_bytes)),
+            ("retained_messages", "gauge", "Topics with a retained message.", n(g.retained)),
+            ("log_bytes", "gauge", "Bytes in the log's segments (0 without --data-dir).", get(&log.bytes)),
+            ("log_segments", "gauge", "Segment files in the log.", get(&log.segments)),
+            ("log_syncs_total", "counter", "fdatasync calls on the log.", get(&log.syncs)),
+            ("log_cut_bytes_total", "counter", "Bytes of torn or corrupt records cut off at start.", get(&log.cut_bytes)),
+            ("log_write_errors_total", "counter", "Log writes that failed (each answered 507).", get(&log.write_errors)),
         ];
         let mut page = String::with_capacity(4096);
         for (name, kind, help, value) in single {
             family(&mut page, name, kind, help);
             let _ = writeln!(page, "broker_{name} {value}");
+        }
+        let help = "Time spent in fdatasync on the log.";
+        family(&mut page, "log_sync_seconds_total", "counter", help);
+        let seconds = get(&log.sync_nanos) as f64 / 1e9;
+        let _ = writeln!(page, "broker_log_sync_seconds_total {seconds:.6}");
+        let help = "qos 1 sessions ended, by reason.";
+        family(&mut page, "sessions_expired_total", "counter", help);
+        for (reason, at) in [("expiry", 6), ("backlog", 7)] {
+            let value = get(&self.subscribers_dropped[at]);
+            let _ = writeln!(
+                page,
+                "broker_sessions_expired_total{{reason=\"{reason}\"}} {value}"
+            );
         }
         family(
             &mut page,
@@ -199,16 +234,19 @@ mod tests {
         let m = Metrics::default();
         add(&m.published, 3);
         m.lost(Loss::QueueFull, 2);
-        let page = m.render(&Gauges {
-            connections_open: 4,
-            ..Gauges::default()
-        });
+        let page = m.render(
+            &Gauges {
+                connections_open: 4,
+                ..Gauges::default()
+            },
+            &Default::default(),
+        );
         assert!(page.contains("broker_messages_published_total 3\n"));
         assert!(page.contains("broker_messages_dropped_total{reason=\"queue_full\"} 2\n"));
         assert!(page.contains("broker_connections_open 4\n"));
         for line in page.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
-            assert!(value.parse::<u64>().is_ok(), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
             let family = name.split('{').next().unwrap();
             assert!(page.contains(&format!("# TYPE {family} ")), "{family}");
         }

@@ -4,8 +4,12 @@
 //! - `conns`: the table of open connections, and room-making when it is full.
 //! - `conn`: one thread per accepted connection, reading requests in order.
 //! - `route`: what a request means, or its error status (pure).
-//! - `registry`: topics to endpoints, endpoints to their delivery handles.
-//! - `delivery`: one thread and one bounded queue per subscriber endpoint.
+//! - `routing`: who gets a message: topics to subscriptions, retained
+//!   messages (plain data).
+//! - `session`: one endpoint's queue, signs of life and what it is owed.
+//! - `delivery`: the transport that writes batches to an endpoint.
+//! - `worker`: an endpoint's thread: session to delivery, retries.
+//! - `registry`: ties routing, sessions and the store (`crate::store`).
 //! - `metrics`: counters, and the `GET /metrics` page.
 //!
 //! ```no_run
@@ -24,12 +28,18 @@ mod delivery;
 mod metrics;
 mod registry;
 mod route;
+mod routing;
+mod session;
+mod worker;
+
+pub use crate::store::Fsync;
 
 use crate::http::Limits;
 use crate::log;
 use registry::Registry;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -85,6 +95,25 @@ pub struct Config {
     /// What the broker logs on stderr. Default info: start, stop, dropped
     /// subscribers; nothing per message.
     pub log_level: log::Level,
+    /// Where the log is kept (created if missing; one broker per
+    /// directory). `None`, the default, keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// When the log is synced to the disk. Default [`Fsync::Batch`].
+    pub fsync: Fsync,
+    /// A qos 1 endpoint with no sign of life (answer, heartbeat,
+    /// subscription) this long is dropped with its session. Default 1 h.
+    pub session_expiry: Duration,
+    /// A qos 1 endpoint owed more than this many bytes is dropped with its
+    /// session. Default 64 MiB.
+    pub backlog_bytes: usize,
+    /// Log segments that no session needs are deleted once older than
+    /// this. Default 1 h.
+    pub retention: Duration,
+    /// A log segment past this size is closed and a new one begun.
+    /// Default 16 MiB.
+    pub segment_bytes: u64,
+    /// How long an `Idempotency-Key` is remembered. Default 2 min.
+    pub dedupe_window: Duration,
 }
 
 impl Default for Config {
@@ -105,6 +134,13 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(5),
             token: None,
             log_level: log::Level::Info,
+            data_dir: None,
+            fsync: Fsync::Batch,
+            session_expiry: Duration::from_secs(3600),
+            backlog_bytes: 64 * 1024 * 1024,
+            retention: Duration::from_secs(3600),
+            segment_bytes: 16 * 1024 * 1024,
+            dedupe_window: Duration::from_secs(120),
         }
     }
 }
@@ -131,7 +167,8 @@ impl Shared {
             ..metrics::Gauges::default()
         };
         self.registry.gauges(&mut gauges);
-        self.registry.metrics.render(&gauges)
+        let log = &self.registry.store.metrics;
+        self.registry.metrics.render(&gauges, log)
     }
 
     fn is_stopping(&self) -> bool {
@@ -151,8 +188,9 @@ impl Broker {
     /// Binds the listening socket.
     ///
     /// # Errors
-    /// A timeout of the configuration is zero, or the address cannot be
-    /// bound (for example, the port is in use).
+    /// A timeout of the configuration is zero, the address cannot be bound
+    /// (for example, the port is in use), or the data directory cannot be
+    /// opened, read or locked (another broker uses it).
     ///
     /// # Examples
     /// ```no_run
@@ -175,15 +213,18 @@ impl Broker {
         log::set_level(config.log_level);
         let listener = TcpListener::bind((config.bind, config.port))?;
         let local_addr = listener.local_addr()?;
-        let settings = delivery::Settings {
+        let settings = session::Settings {
             queue_capacity: config.queue_capacity.max(1),
             queue_bytes: config.queue_bytes,
             enqueue_wait: config.enqueue_wait,
             timeout: config.delivery_timeout,
             liveness: config.liveness_timeout,
+            session_expiry: config.session_expiry,
+            backlog_bytes: config.backlog_bytes,
         };
+        let registry = open_store(&config, settings)?;
         let shared = Arc::new(Shared {
-            registry: Registry::new(settings, config.max_subscribers.max(1)),
+            registry,
             conns: conns::Conns::new(config.max_connections.max(1)),
             config,
             stopping: AtomicBool::new(false),
@@ -320,6 +361,38 @@ impl Broker {
     }
 }
 
+/// Opens the store (the log, with a data directory), and the registry over
+/// what it holds.
+fn open_store(config: &Config, settings: session::Settings) -> io::Result<Arc<Registry>> {
+    let max = config.max_subscribers.max(1);
+    let Some(dir) = &config.data_dir else {
+        let store = crate::store::Store::memory(config.dedupe_window);
+        let registry = Registry::new(settings, max, store.clone());
+        store.start(registry.sink(), None)?;
+        return Ok(registry);
+    };
+    let started = Instant::now();
+    let options = crate::store::Options {
+        dir: dir.clone(),
+        fsync: config.fsync,
+        segment_bytes: config.segment_bytes.max(4096),
+        retention: config.retention,
+        backlog_bytes: config.backlog_bytes,
+    };
+    let (store, mut found) = crate::store::Store::open(options, config.dedupe_window)?;
+    let registry = Registry::new(settings, max, store.clone());
+    let (messages, sessions) = (found.messages, found.state.sessions.len());
+    let retained = found.state.retained.len();
+    registry.restore(&mut found);
+    store.start(registry.sink(), Some(found))?;
+    log::info!(
+        "log: recovered {messages} messages, {sessions} sessions, {retained} retained from {} in {} ms",
+        dir.display(),
+        started.elapsed().as_millis()
+    );
+    Ok(registry)
+}
+
 /// Waits, up to the drain timeout, for requests in flight to be answered
 /// and subscriber queues to empty; then closes every queue.
 fn drain(shared: &Shared) {
@@ -337,6 +410,7 @@ fn drain(shared: &Shared) {
         thread::sleep(Duration::from_millis(5));
     }
     shared.registry.close_all();
+    shared.registry.store.close();
 }
 
 /// Answers 503 to a connection we will not serve, and closes it.

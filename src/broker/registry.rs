@@ -1,67 +1,171 @@
-//! The subscription registry: which endpoints (IP and port) subscribe to which
-//! topics, and each endpoint's delivery handle.
+//! The registry ties the broker's parts together: the routing table, one
+//! session (and delivery thread) per subscriber endpoint, and the store.
+//! Publishers and subscriptions come in here; stored messages come back
+//! from the store's writer, in id order, through [`Registry::sink`].
 //!
-//! Lock order, everywhere: `topics`, then `endpoints`, then an endpoint's own
-//! queue. Locks are held only to look up or change the tables, never across
-//! I/O or while waiting for queue room.
+//! Lock order, everywhere: `routing`, then `endpoints`, then an endpoint's
+//! own queue. Locks are held only to look up or change the tables, never
+//! across I/O, while waiting for queue room, or while calling the store.
 
-use crate::broker::delivery::{self, DropReason, Endpoint, Enqueued, Item, Settings};
-use crate::broker::metrics::{self, Gauges, Loss, Metrics};
+use super::delivery::DropReason;
+use super::metrics::{self, Gauges, Loss, Metrics};
+use super::routing::{Qos, Retained, Routing};
+use super::session::{Endpoint, Enqueued, Item, Message, Settings};
+use super::worker;
 use crate::json;
 use crate::log;
+use crate::store::{self, Batch, Published, Record, Recovered, Store, StoreError, Stored};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread;
 
 /// Stack size of delivery threads: they hold buffers on the heap, and 256 KiB
 /// lets a thousand of them fit in a small unikernel.
 pub(crate) const DELIVERY_STACK: usize = 256 * 1024;
 
-/// Topic to subscriber endpoints, and endpoint to its delivery handle.
+/// Topics to endpoints, endpoints to their sessions, and the store.
 pub(crate) struct Registry {
-    topics: Mutex<HashMap<String, Vec<SocketAddr>>>,
+    routing: Mutex<Routing>,
     endpoints: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
-    settings: Settings,
+    pub(crate) settings: Settings,
     /// Most endpoints at once (each has a thread).
     max_endpoints: usize,
     /// Set by [`Registry::close_all`]: no endpoint is started after it.
     closed: AtomicBool,
     pub(crate) metrics: Metrics,
+    pub(crate) store: Arc<Store>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The `POST /msg` body of a message at a QoS: qos 1 adds `"id"`.
+fn body(topic: &str, data: &str, id: u64, qos: Qos) -> Arc<[u8]> {
+    let mut body = json::encode_object(&[("data", data), ("Topic", topic)]);
+    if qos == Qos::One {
+        body.pop();
+        body.push_str(&format!(",\"id\":{id}}}"));
+    }
+    body.into_bytes().into()
+}
+
 impl Registry {
-    pub(crate) fn new(settings: Settings, max_endpoints: usize) -> Arc<Registry> {
+    pub(crate) fn new(
+        settings: Settings,
+        max_endpoints: usize,
+        store: Arc<Store>,
+    ) -> Arc<Registry> {
         Arc::new(Registry {
-            topics: Mutex::new(HashMap::new()),
+            routing: Mutex::new(Routing::default()),
             endpoints: Mutex::new(HashMap::new()),
             settings,
             max_endpoints,
             closed: AtomicBool::new(false),
             metrics: Metrics::default(),
+            store,
         })
     }
 
-    /// Subscribes `addr` to `topic`, starting the endpoint's delivery thread
-    /// if it is new. Subscribing the same pair twice keeps one subscription.
+    /// Where the store sends the records that became durable.
+    pub(crate) fn sink(self: &Arc<Self>) -> store::Sink {
+        // Weak: the store's writer must not keep the registry alive.
+        let registry: Weak<Registry> = Arc::downgrade(self);
+        Box::new(move |records: &[Record]| {
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
+            for record in records {
+                if let Record::Message(s) = record {
+                    registry.route_stored(s);
+                }
+            }
+        })
+    }
+
+    /// Rebuilds the durable sessions and retained messages that the log
+    /// holds, before the broker takes its first connection.
+    pub(crate) fn restore(self: &Arc<Self>, found: &mut Recovered) {
+        let mut routing = lock(&self.routing);
+        routing.last_stored = found.state.max_id;
+        for (topic, s) in &found.state.retained {
+            let qos = if s.qos1 { Qos::One } else { Qos::Zero };
+            routing.retain(
+                topic,
+                Retained {
+                    id: s.id,
+                    data: s.data.clone(),
+                    qos,
+                },
+            );
+        }
+        let mut endpoints = lock(&self.endpoints);
+        for (addr, session) in &found.state.sessions {
+            if found.over_backlog.contains(addr) {
+                continue;
+            }
+            let endpoint = Arc::new(Endpoint::new(*addr, true));
+            if let Err(e) = self.start_thread(&endpoint) {
+                log::warning!("session of {addr} not resumed: {e}");
+                continue;
+            }
+            for topic in session.topics.keys() {
+                routing.add(topic, *addr, Qos::One);
+            }
+            for s in found.backlogs.remove(addr).unwrap_or_default() {
+                let item = Item::Message(Message {
+                    body: body(&s.topic, &s.data, s.id, Qos::One),
+                    id: s.id,
+                    qos: Qos::One,
+                });
+                endpoint.enqueue(item, &self.settings, &self.metrics, false);
+            }
+            endpoints.insert(*addr, endpoint);
+        }
+        drop((endpoints, routing));
+        for addr in std::mem::take(&mut found.over_backlog) {
+            log::warning!("session of {addr} ended: {}", DropReason::Backlog);
+            metrics::add(
+                &self.metrics.subscribers_dropped[DropReason::Backlog.index()],
+                1,
+            );
+            self.store.append(Record::End { endpoint: addr });
+        }
+    }
+
+    fn start_thread(self: &Arc<Self>, endpoint: &Arc<Endpoint>) -> io::Result<()> {
+        let (ep, registry) = (endpoint.clone(), self.clone());
+        thread::Builder::new()
+            .name(format!("deliver {}", endpoint.addr))
+            .stack_size(DELIVERY_STACK)
+            .spawn(move || worker::run(ep, registry))?;
+        Ok(())
+    }
+
+    /// Subscribes `addr` to `topic`, starting the endpoint's session if it
+    /// is new; a new subscription first gets the topic's retained message.
+    /// Returns the batch to wait on when a durable subscription must be
+    /// stored.
     ///
     /// # Errors
     /// The endpoint would be one too many, its delivery thread could not be
     /// started (thread budget exhausted), or the broker is stopping.
-    pub(crate) fn subscribe(self: &Arc<Self>, topic: &str, addr: SocketAddr) -> io::Result<()> {
-        let mut topics = lock(&self.topics);
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        topic: &str,
+        addr: SocketAddr,
+        qos: Qos,
+    ) -> io::Result<Option<Arc<Batch>>> {
+        let mut routing = lock(&self.routing);
         let mut endpoints = lock(&self.endpoints);
         if self.closed.load(Ordering::SeqCst) {
             return Err(io::Error::other("broker is stopping"));
         }
-        match endpoints.get(&addr) {
-            Some(endpoint) => endpoint.touch(),
+        let endpoint = match endpoints.get(&addr) {
+            Some(endpoint) => endpoint.clone(),
             None if endpoints.len() >= self.max_endpoints => {
                 return Err(io::Error::other(format!(
                     "{} subscriber endpoints already",
@@ -69,51 +173,119 @@ impl Registry {
                 )));
             }
             None => {
-                let endpoint = Arc::new(Endpoint::new(addr));
-                let (ep, registry, settings) = (endpoint.clone(), self.clone(), self.settings);
-                thread::Builder::new()
-                    .name(format!("deliver {addr}"))
-                    .stack_size(DELIVERY_STACK)
-                    .spawn(move || delivery::run(ep, registry, settings))?;
-                endpoints.insert(addr, endpoint);
+                let endpoint = Arc::new(Endpoint::new(addr, qos == Qos::One));
+                self.start_thread(&endpoint)?;
+                endpoints.insert(addr, endpoint.clone());
                 log::debug!("subscriber {addr} added");
+                endpoint
             }
+        };
+        if qos == Qos::One {
+            endpoint.make_durable();
         }
-        let subscribers = topics.entry(topic.to_owned()).or_default();
-        if !subscribers.contains(&addr) {
-            subscribers.push(addr);
+        endpoint.kick();
+        let before = routing
+            .subscribers(topic)
+            .iter()
+            .find(|s| s.endpoint == addr)
+            .map(|s| s.qos);
+        routing.add(topic, addr, qos);
+        if before.is_none()
+            && let Some(r) = routing.retained(topic)
+        {
+            let qos = r.qos.min(qos);
+            let item = Item::Message(Message {
+                body: body(topic, &r.data, r.id, qos),
+                id: r.id,
+                qos,
+            });
+            endpoint.enqueue(item, &self.settings, &self.metrics, false);
         }
-        Ok(())
+        let from = routing.last_stored;
+        drop((endpoints, routing));
+        if qos == Qos::One && before != Some(Qos::One) {
+            let record = Record::Subscribe {
+                endpoint: addr,
+                topic: topic.to_owned(),
+                from,
+            };
+            return Ok(self.store.append(record));
+        }
+        Ok(None)
     }
 
-    /// Queues `data` for every current subscriber of `topic`; returns how
-    /// many there were.
-    pub(crate) fn publish(&self, topic: &str, data: &str) -> usize {
-        let targets: Vec<Arc<Endpoint>> = {
-            let topics = lock(&self.topics);
-            let Some(addrs) = topics.get(topic) else {
-                return 0;
-            };
-            let endpoints = lock(&self.endpoints);
-            addrs
-                .iter()
-                .filter_map(|a| endpoints.get(a).cloned())
-                .collect()
-        };
-        if targets.is_empty() {
-            return 0;
-        }
-        let body: Arc<[u8]> = json::encode_object(&[("data", data), ("Topic", topic)])
-            .into_bytes()
-            .into();
-        for endpoint in &targets {
-            let item = Item::Message(body.clone());
-            if endpoint.enqueue(item, &self.settings, &self.metrics) == Enqueued::Closed {
-                // Dropped between the lookup and now.
-                self.metrics.lost(Loss::SubscriberGone, 1);
+    /// Publishes: gives the message its id (or finds its idempotency key),
+    /// stores it if it must be, and queues it for every subscriber.
+    /// Returns its id once it is stored.
+    ///
+    /// # Errors
+    /// The store could not keep it (507).
+    pub(crate) fn publish(&self, p: store::Publish) -> Result<u64, StoreError> {
+        match self.store.publish(&p) {
+            Published::Duplicate(id) => Ok(id),
+            Published::New(id, Some(batch)) => {
+                batch.wait(STORE_WAIT)?;
+                Ok(id)
+            }
+            Published::New(id, None) => {
+                if !p.is_stored() {
+                    self.route(&p.topic, &p.data, id, Qos::Zero, true);
+                }
+                Ok(id)
             }
         }
-        targets.len()
+    }
+
+    /// A stored message, in id order: becomes retained if it is, and goes to
+    /// the subscribers.
+    fn route_stored(&self, s: &Stored) {
+        let qos = if s.qos1 { Qos::One } else { Qos::Zero };
+        {
+            let mut routing = lock(&self.routing);
+            routing.last_stored = routing.last_stored.max(s.id);
+            if s.retain {
+                routing.retain(
+                    &s.topic,
+                    Retained {
+                        id: s.id,
+                        data: s.data.clone(),
+                        qos,
+                    },
+                );
+            }
+        }
+        self.route(&s.topic, &s.data, s.id, qos, false);
+    }
+
+    /// Queues a message for every current subscriber of `topic`.
+    fn route(&self, topic: &str, data: &str, id: u64, qos: Qos, may_wait: bool) {
+        let targets: Vec<(Arc<Endpoint>, Qos)> = {
+            let routing = lock(&self.routing);
+            let subs = routing.subscribers(topic);
+            if subs.is_empty() {
+                return;
+            }
+            let endpoints = lock(&self.endpoints);
+            subs.iter()
+                .filter_map(|s| {
+                    endpoints
+                        .get(&s.endpoint)
+                        .map(|e| (e.clone(), s.qos.min(qos)))
+                })
+                .collect()
+        };
+        let mut bodies: [Option<Arc<[u8]>>; 2] = [None, None];
+        for (endpoint, qos) in targets {
+            let body = bodies[qos as usize]
+                .get_or_insert_with(|| body(topic, data, id, qos))
+                .clone();
+            let item = Item::Message(Message { body, id, qos });
+            match endpoint.enqueue(item, &self.settings, &self.metrics, may_wait) {
+                Enqueued::Closed => self.metrics.lost(Loss::SubscriberGone, 1),
+                Enqueued::OverBacklog => self.end_session(&endpoint, &DropReason::Backlog),
+                Enqueued::Queued | Enqueued::DroppedOldest => {}
+            }
+        }
     }
 
     /// Answers a subscriber's heartbeat: queues a `POST /hb` to each endpoint
@@ -125,17 +297,32 @@ impl Registry {
             .cloned()
             .collect();
         for endpoint in &targets {
-            endpoint.enqueue(Item::Heartbeat, &self.settings, &self.metrics);
+            endpoint.kick();
+            endpoint.enqueue(Item::Heartbeat, &self.settings, &self.metrics, true);
         }
         targets.len()
     }
 
-    /// Drops a dead endpoint from every topic and frees its queue;
+    /// Records that `endpoint` answered `answered`: a qos 1 session's
+    /// position moves on (not waited for: a lost position only means a
+    /// message is sent again).
+    pub(crate) fn answered(&self, endpoint: &Endpoint, answered: &[Item]) {
+        let last = answered.iter().rev().find_map(|i| match i {
+            Item::Message(m) if m.qos == Qos::One => Some(m.id),
+            _ => None,
+        });
+        if let Some(id) = last {
+            self.store.append(Record::Ack {
+                endpoint: endpoint.addr,
+                id,
+            });
+        }
+    }
+
+    /// Drops a dead qos 0 endpoint from every topic and frees its queue;
     /// `unanswered` messages were sent but not answered.
     pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>, reason: &DropReason, unanswered: usize) {
-        let mut topics = lock(&self.topics);
-        let mut endpoints = lock(&self.endpoints);
-        let lost = self.unlink(&mut topics, &mut endpoints, endpoint) + unanswered;
+        let lost = self.unlink(endpoint) + unanswered;
         self.count_drop(reason, lost);
         log::warning!(
             "subscriber {} dropped: {reason} ({lost} messages lost)",
@@ -143,78 +330,126 @@ impl Registry {
         );
     }
 
+    /// Ends a qos 1 session for good (expired, or past its backlog).
+    pub(crate) fn end_session(&self, endpoint: &Arc<Endpoint>, reason: &DropReason) {
+        if endpoint.is_closed() {
+            return;
+        }
+        let lost = self.unlink(endpoint);
+        self.count_drop(reason, lost);
+        log::warning!(
+            "session of {} ended: {reason} ({lost} messages lost)",
+            endpoint.addr
+        );
+        self.store.append(Record::End {
+            endpoint: endpoint.addr,
+        });
+    }
+
     fn count_drop(&self, reason: &DropReason, lost: usize) {
         metrics::add(&self.metrics.subscribers_dropped[reason.index()], 1);
         self.metrics.lost(Loss::SubscriberGone, lost);
     }
 
-    /// Drops `endpoint` if it is still idle past the liveness timeout, checked
-    /// under the locks so that a subscription arriving meanwhile keeps it.
+    /// Drops `endpoint` if it is still idle past its limit (liveness, or
+    /// session expiry for qos 1), checked under the locks so that a
+    /// subscription arriving meanwhile keeps it.
     pub(crate) fn expire(&self, endpoint: &Arc<Endpoint>) -> bool {
-        let Some(liveness) = self.settings.liveness else {
-            return false;
+        let lost = {
+            let mut routing = lock(&self.routing);
+            let mut endpoints = lock(&self.endpoints);
+            if !endpoint.is_idle(&self.settings) {
+                return false;
+            }
+            unlink(&mut routing, &mut endpoints, endpoint)
         };
-        let mut topics = lock(&self.topics);
-        let mut endpoints = lock(&self.endpoints);
-        if !endpoint.is_idle(liveness) {
-            return false;
+        if endpoint.is_durable() {
+            let reason = DropReason::SessionExpired;
+            self.count_drop(&reason, lost);
+            log::warning!(
+                "session of {} ended: {reason} ({lost} messages lost)",
+                endpoint.addr
+            );
+            self.store.append(Record::End {
+                endpoint: endpoint.addr,
+            });
+        } else {
+            self.count_drop(&DropReason::Idle, lost);
+            log::info!("subscriber {} dropped: {}", endpoint.addr, DropReason::Idle);
         }
-        let lost = self.unlink(&mut topics, &mut endpoints, endpoint);
-        self.count_drop(&DropReason::Idle, lost);
-        log::info!("subscriber {} dropped: {}", endpoint.addr, DropReason::Idle);
         true
     }
 
-    /// Returns how many queued messages were discarded.
-    fn unlink(
-        &self,
-        topics: &mut HashMap<String, Vec<SocketAddr>>,
-        endpoints: &mut HashMap<SocketAddr, Arc<Endpoint>>,
-        endpoint: &Arc<Endpoint>,
-    ) -> usize {
-        let lost = endpoint.close();
-        // A new endpoint may already sit at the same address: leave it be.
-        if !endpoints
-            .get(&endpoint.addr)
-            .is_some_and(|e| Arc::ptr_eq(e, endpoint))
-        {
-            return lost;
-        }
-        endpoints.remove(&endpoint.addr);
-        topics.retain(|_, addrs| {
-            addrs.retain(|a| *a != endpoint.addr);
-            !addrs.is_empty()
-        });
-        lost
+    /// Unlinks `endpoint` from the tables and closes it; returns how many
+    /// queued messages were discarded.
+    fn unlink(&self, endpoint: &Arc<Endpoint>) -> usize {
+        let mut routing = lock(&self.routing);
+        let mut endpoints = lock(&self.endpoints);
+        unlink(&mut routing, &mut endpoints, endpoint)
     }
 
-    /// Stops every endpoint (broker shutdown).
+    /// Stops every endpoint (broker shutdown). Durable sessions stay in
+    /// the log, and what they are owed is not lost.
     pub(crate) fn close_all(&self) {
-        let mut topics = lock(&self.topics);
+        let mut routing = lock(&self.routing);
         let mut endpoints = lock(&self.endpoints);
         self.closed.store(true, Ordering::SeqCst);
         for endpoint in endpoints.values() {
-            self.metrics.lost(Loss::Shutdown, endpoint.close());
+            let durable = endpoint.is_durable() && self.store.is_durable();
+            let dropped = endpoint.close();
+            if !durable {
+                self.metrics.lost(Loss::Shutdown, dropped);
+            }
         }
         endpoints.clear();
-        topics.clear();
+        routing.clear();
     }
 
-    /// Whether every queued message has been delivered (or given up).
+    /// Whether every queued message has been delivered (or given up). What
+    /// qos 1 sessions are owed does not count with a log: it is kept there.
     pub(crate) fn is_drained(&self) -> bool {
-        lock(&self.endpoints).values().all(|e| e.depth().0 == 0)
+        let kept = self.store.is_durable();
+        lock(&self.endpoints)
+            .values()
+            .all(|e| e.depth().0 == 0 || (kept && e.is_durable()))
     }
 
     /// Fills in the registry's gauges.
     pub(crate) fn gauges(&self, g: &mut Gauges) {
-        let topics = lock(&self.topics);
+        let routing = lock(&self.routing);
         let endpoints = lock(&self.endpoints);
-        g.topics = topics.len();
+        g.topics = routing.topic_count();
+        g.retained = routing.retained_count();
         g.subscribers = endpoints.len();
         for endpoint in endpoints.values() {
             let (messages, bytes) = endpoint.depth();
             g.queued_messages += messages;
             g.queued_bytes += bytes;
+            if endpoint.is_durable() {
+                g.sessions += 1;
+                g.backlog_messages += messages;
+                g.backlog_bytes += bytes;
+            }
         }
     }
 }
+
+fn unlink(
+    routing: &mut Routing,
+    endpoints: &mut HashMap<SocketAddr, Arc<Endpoint>>,
+    endpoint: &Arc<Endpoint>,
+) -> usize {
+    let lost = endpoint.close();
+    // A new endpoint may already sit at the same address: leave it be.
+    if endpoints
+        .get(&endpoint.addr)
+        .is_some_and(|e| Arc::ptr_eq(e, endpoint))
+    {
+        endpoints.remove(&endpoint.addr);
+        routing.remove_endpoint(endpoint.addr);
+    }
+    lost
+}
+
+/// Longest a publish waits for the log before it answers 507.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

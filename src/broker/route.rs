@@ -3,6 +3,7 @@
 //!
 //! Pure: no sockets, no registry, no locks.
 
+use super::routing::Qos;
 use crate::http::percent_decode;
 use crate::json::{self, Object, Value};
 use crate::topic;
@@ -11,9 +12,14 @@ use crate::topic;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
     /// `POST /pub/{topic}`.
-    Publish { topic: String, data: String },
+    Publish {
+        topic: String,
+        data: String,
+        qos: Qos,
+        retain: bool,
+    },
     /// `POST /sub/{topic}`.
-    Subscribe { topic: String, port: u16 },
+    Subscribe { topic: String, port: u16, qos: Qos },
     /// `POST /hb`, with the optional port extension.
     Heartbeat { port: Option<u16> },
     /// `GET /healthz` (extension).
@@ -94,20 +100,30 @@ pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Rej
         Endpoint::Publish => {
             let topic = decode_topic(raw_topic)?;
             let mut object = parse_body(body)?;
-            check_qos(&object)?;
+            let qos = qos(&object)?;
+            let retain = match object.get("retain") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(Reject::bad("\"retain\" must be true or false")),
+            };
             let data = match object.take("data") {
                 Some(Value::String(s)) => s,
                 Some(Value::Null) | None => return Err(Reject::bad("missing key \"data\"")),
                 Some(_) => return Err(Reject::bad("\"data\" must be a string")),
             };
-            Ok(Action::Publish { topic, data })
+            Ok(Action::Publish {
+                topic,
+                data,
+                qos,
+                retain,
+            })
         }
         Endpoint::Subscribe => {
             let topic = decode_topic(raw_topic)?;
             let object = parse_body(body)?;
-            check_qos(&object)?;
+            let qos = qos(&object)?;
             match port(&object)? {
-                Some(port) => Ok(Action::Subscribe { topic, port }),
+                Some(port) => Ok(Action::Subscribe { topic, port, qos }),
                 None => Err(Reject::bad("missing key \"port\"")),
             }
         }
@@ -131,12 +147,13 @@ fn parse_body(body: &[u8]) -> Result<Object, Reject> {
     json::parse_object(body).map_err(|e| Reject::bad(e.to_string()))
 }
 
-/// `qos` may be missing or null; when present it must be an integer, as for
-/// the Go decoder's `int` field.
-fn check_qos(object: &Object) -> Result<(), Reject> {
-    match object.get("qos") {
-        None | Some(Value::Null) => Ok(()),
-        Some(v) if v.as_i64().is_some() => Ok(()),
+/// `qos` may be missing or null (0); when present it must be the integer 0
+/// or 1 (PROTOCOL.md section 6.2).
+fn qos(object: &Object) -> Result<Qos, Reject> {
+    match object.get("qos").map(|v| (v, v.as_i64())) {
+        None | Some((Value::Null, _)) | Some((_, Some(0))) => Ok(Qos::Zero),
+        Some((_, Some(1))) => Ok(Qos::One),
+        Some((_, Some(_))) => Err(Reject::bad("\"qos\" must be 0 or 1")),
         Some(_) => Err(Reject::bad("\"qos\" must be an integer")),
     }
 }
@@ -157,12 +174,14 @@ fn port(object: &Object) -> Result<Option<u16>, Reject> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Action, route};
+    use super::{Action, Qos, route};
 
     fn publish(topic: &str, data: &str) -> Result<Action, u16> {
         Ok(Action::Publish {
             topic: topic.into(),
             data: data.into(),
+            qos: Qos::Zero,
+            retain: false,
         })
     }
 
@@ -172,8 +191,15 @@ mod tests {
             Ok(Action::Subscribe {
                 topic: topic.into(),
                 port,
+                qos: Qos::Zero,
             })
         };
+        let stored = Ok(Action::Publish {
+            topic: "t".into(),
+            data: "x".into(),
+            qos: Qos::One,
+            retain: true,
+        });
         let cases: &[(&str, &str, &str, Result<Action, u16>)] = &[
             (
                 "POST",
@@ -198,6 +224,33 @@ mod tests {
             ("POST", "/pub/t", r#"{"qos":0}"#, Err(400)),
             ("POST", "/pub/t", r#"{"data":"x","qos":"0"}"#, Err(400)),
             ("POST", "/pub/t", r#"{"data":"x","qos":1.5}"#, Err(400)),
+            ("POST", "/pub/t", r#"{"data":"x","qos":2}"#, Err(400)),
+            ("POST", "/pub/t", r#"{"data":"x","qos":-1}"#, Err(400)),
+            (
+                "POST",
+                "/pub/t",
+                r#"{"data":"x","qos":1,"retain":true}"#,
+                stored,
+            ),
+            (
+                "POST",
+                "/pub/t",
+                r#"{"data":"x","retain":null}"#,
+                publish("t", "x"),
+            ),
+            ("POST", "/pub/t", r#"{"data":"x","retain":"yes"}"#, Err(400)),
+            ("POST", "/pub/t", r#"{"data":"x","retain":1}"#, Err(400)),
+            (
+                "POST",
+                "/sub/t",
+                r#"{"qos":1,"port":"7"}"#,
+                Ok(Action::Subscribe {
+                    topic: "t".into(),
+                    port: 7,
+                    qos: Qos::One,
+                }),
+            ),
+            ("POST", "/sub/t", r#"{"qos":2,"port":"7"}"#, Err(400)),
             ("POST", "/pub/t", "not json", Err(400)),
             ("POST", "/pub/t", "", Err(400)),
             ("POST", "/pub/", r#"{"data":"x"}"#, Err(400)),

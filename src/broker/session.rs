@@ -1,0 +1,395 @@
+//! One subscriber endpoint's session: its queue of what is still to be
+//! sent, its signs of life, and (for a qos 1 endpoint) what it is owed
+//! after a failure (PROTOCOL.md sections 2, 3 and 6.2).
+//!
+//! Publishers put items in; the endpoint's delivery thread takes batches
+//! out, and puts back what a failed batch left unanswered. A qos 0 queue is
+//! bounded: a publisher waits up to `enqueue_wait` for room, then drops the
+//! oldest message. A qos 1 queue never drops: past `backlog_bytes` the
+//! session ends. It must not import `registry`, `delivery` or `store`.
+
+use super::metrics::{self, Loss, Metrics};
+use super::routing::Qos;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Most queued items written in one go before their answers are read.
+pub(crate) const BATCH_MAX: usize = 64;
+
+/// How sessions behave; see [`crate::broker::Config`] for the meanings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) queue_capacity: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) enqueue_wait: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) liveness: Option<Duration>,
+    pub(crate) session_expiry: Duration,
+    pub(crate) backlog_bytes: usize,
+}
+
+/// A message on its way to one endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    /// The `POST /msg` body, shared by every subscriber at this QoS.
+    pub(crate) body: Arc<[u8]>,
+    pub(crate) id: u64,
+    pub(crate) qos: Qos,
+}
+
+/// One thing to send to an endpoint.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    /// A `POST /msg`.
+    Message(Message),
+    /// A `POST /hb` answering the subscriber's own heartbeat.
+    Heartbeat,
+}
+
+impl Item {
+    /// Bytes it holds in a queue.
+    fn size(&self) -> usize {
+        match self {
+            Item::Message(m) => m.body.len(),
+            Item::Heartbeat => 0,
+        }
+    }
+
+    pub(crate) fn is_message(&self) -> bool {
+        matches!(self, Item::Message(_))
+    }
+
+    /// A qos 1 message: kept until answered.
+    pub(crate) fn is_owed(&self) -> bool {
+        matches!(self, Item::Message(m) if m.qos == Qos::One)
+    }
+}
+
+struct State {
+    queue: VecDeque<Item>,
+    closed: bool,
+    /// A qos 1 endpoint: its session outlives failures.
+    durable: bool,
+    last_alive: Instant,
+    /// A heartbeat or a subscription arrived: retry now.
+    kicked: bool,
+    /// Set once a publisher gave up waiting for room; cleared when the queue
+    /// drains. While set, publishers drop without waiting.
+    stalled: bool,
+    /// Bytes of message bodies queued.
+    bytes: usize,
+    /// The delivery thread waits on `wake`: only then is it worth a
+    /// notification (each costs a system call).
+    sender_waiting: bool,
+    /// Publishers waiting on `room`.
+    room_waiters: usize,
+    /// Messages (and their bytes) of the batch being sent now, for the
+    /// queue-depth gauge.
+    in_flight: (usize, usize),
+    /// A full queue was logged in this episode (cleared when it drains).
+    warned: bool,
+}
+
+impl State {
+    /// Whether an item of `size` bytes finds no room (qos 0 rules).
+    fn is_full(&self, size: usize, settings: &Settings) -> bool {
+        !self.queue.is_empty()
+            && (self.queue.len() >= settings.queue_capacity
+                || self.bytes.saturating_add(size) > settings.queue_bytes)
+    }
+}
+
+/// A subscriber endpoint's session, shared by publishers and its thread.
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    state: Mutex<State>,
+    wake: Condvar,
+    room: Condvar,
+}
+
+/// What became of an enqueued item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    Queued,
+    /// Queued, after dropping the oldest message to make room.
+    DroppedOldest,
+    /// Queued, but the qos 1 backlog is now past its limit.
+    OverBacklog,
+    /// Not queued: the endpoint is gone.
+    Closed,
+}
+
+impl Endpoint {
+    pub(crate) fn new(addr: SocketAddr, durable: bool) -> Endpoint {
+        Endpoint {
+            addr,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                closed: false,
+                durable,
+                last_alive: Instant::now(),
+                kicked: false,
+                stalled: false,
+                bytes: 0,
+                sender_waiting: false,
+                room_waiters: 0,
+                in_flight: (0, 0),
+                warned: false,
+            }),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take every publisher down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item`. A qos 0 endpoint's publisher waits up to
+    /// `enqueue_wait` for room (not at all unless `may_wait`), then drops
+    /// the oldest message, counted.
+    pub(crate) fn enqueue(
+        &self,
+        item: Item,
+        settings: &Settings,
+        metrics: &Metrics,
+        may_wait: bool,
+    ) -> Enqueued {
+        let size = item.size();
+        let mut state = self.lock();
+        if state.closed {
+            return Enqueued::Closed;
+        }
+        if state.durable {
+            state.bytes += size;
+            state.queue.push_back(item);
+            self.wake_sender(&state);
+            if state.bytes > settings.backlog_bytes {
+                return Enqueued::OverBacklog;
+            }
+            return Enqueued::Queued;
+        }
+        if matches!(item, Item::Heartbeat) && state.is_full(0, settings) {
+            return Enqueued::Queued; // a full queue is answer enough
+        }
+        // Overflow-safe: an absurd wait is as good as waiting forever.
+        let wait = if may_wait {
+            settings.enqueue_wait
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now().checked_add(wait);
+        while !state.closed && state.is_full(size, settings) && !state.stalled {
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                state.stalled = true;
+                break;
+            }
+            state.room_waiters += 1;
+            state = self
+                .room
+                .wait_timeout(state, left)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|e| e.into_inner().0);
+            state.room_waiters -= 1;
+        }
+        if state.closed {
+            return Enqueued::Closed;
+        }
+        let mut outcome = Enqueued::Queued;
+        while state.is_full(size, settings) {
+            let oldest = state.queue.iter().position(Item::is_message);
+            let Some(dropped) = oldest.and_then(|at| state.queue.remove(at)) else {
+                break; // only heartbeats left: queue it anyway
+            };
+            state.bytes -= dropped.size();
+            metrics.lost(Loss::QueueFull, 1);
+            outcome = Enqueued::DroppedOldest;
+        }
+        if outcome == Enqueued::DroppedOldest && !std::mem::replace(&mut state.warned, true) {
+            crate::log::warning!(
+                "subscriber {}: queue full, dropping its oldest messages until it catches up",
+                self.addr
+            );
+        }
+        state.bytes += size;
+        state.queue.push_back(item);
+        self.wake_sender(&state);
+        outcome
+    }
+
+    fn wake_sender(&self, state: &State) {
+        if state.sender_waiting {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Makes this a qos 1 endpoint (it stays one for its life).
+    pub(crate) fn make_durable(&self) {
+        self.lock().durable = true;
+    }
+
+    pub(crate) fn is_durable(&self) -> bool {
+        self.lock().durable
+    }
+
+    /// Records a sign of life (a subscription or a delivered item).
+    pub(crate) fn touch(&self) {
+        self.lock().last_alive = Instant::now();
+    }
+
+    /// A sign of life from the subscriber itself (a heartbeat or a
+    /// subscription): also cuts a retry's backoff short.
+    pub(crate) fn kick(&self) {
+        let mut state = self.lock();
+        state.last_alive = Instant::now();
+        state.kicked = true;
+        self.wake_sender(&state);
+    }
+
+    /// Whether the endpoint has shown no sign of life for its limit: the
+    /// liveness timeout, or the session expiry for a qos 1 endpoint.
+    pub(crate) fn is_idle(&self, settings: &Settings) -> bool {
+        let state = self.lock();
+        match limit(&state, settings) {
+            Some(limit) => state.last_alive.elapsed() >= limit,
+            None => false,
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Stops the endpoint and frees its queue; waiting publishers return.
+    /// Returns how many messages the queue still held.
+    pub(crate) fn close(&self) -> usize {
+        let mut state = self.lock();
+        state.closed = true;
+        let queue = std::mem::take(&mut state.queue);
+        state.bytes = 0;
+        self.wake.notify_all();
+        self.room.notify_all();
+        queue.iter().filter(|i| i.is_message()).count()
+    }
+
+    /// Messages and bytes waiting to be sent (the batch being sent included).
+    pub(crate) fn depth(&self) -> (usize, usize) {
+        let state = self.lock();
+        let messages = state.queue.iter().filter(|i| i.is_message()).count();
+        (
+            messages + state.in_flight.0,
+            state.bytes + state.in_flight.1,
+        )
+    }
+
+    /// The batch being sent is done; the messages among `answered` (all of
+    /// it, or the part before a failure) count as delivered. Under the lock,
+    /// so that the queue depth and the delivered count agree.
+    pub(crate) fn batch_done(&self, answered: &[Item], metrics: &Metrics) {
+        let (mut messages, mut bytes) = (0, 0);
+        for item in answered.iter().filter(|i| i.is_message()) {
+            messages += 1;
+            bytes += item.size() as u64;
+        }
+        let mut state = self.lock();
+        state.in_flight = (0, 0);
+        metrics::add(&metrics.delivered, messages);
+        metrics::add(&metrics.delivered_bytes, bytes);
+    }
+
+    /// Puts the owed (qos 1) items of a failed batch back at the head of
+    /// the queue, in order; returns how many qos 0 messages were given up.
+    pub(crate) fn requeue(&self, unanswered: &[Item]) -> usize {
+        let mut state = self.lock();
+        if state.closed {
+            return 0;
+        }
+        for item in unanswered.iter().rev().filter(|i| i.is_owed()) {
+            state.bytes += item.size();
+            state.queue.push_front(item.clone());
+        }
+        unanswered
+            .iter()
+            .filter(|i| i.is_message() && !i.is_owed())
+            .count()
+    }
+
+    /// Waits out a retry's backoff: returns early when the subscriber shows
+    /// a sign of life or the endpoint closes.
+    pub(crate) fn back_off(&self, wait: Duration) {
+        let deadline = Instant::now().checked_add(wait);
+        let mut state = self.lock();
+        while !state.kicked && !state.closed {
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                break;
+            }
+            state.sender_waiting = true;
+            state = self
+                .wake
+                .wait_timeout(state, left)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|e| e.into_inner().0);
+            state.sender_waiting = false;
+        }
+        state.kicked = false;
+    }
+
+    /// Waits for the next items to send. `None`: closed, or idle past its
+    /// limit with nothing queued.
+    pub(crate) fn next_batch(&self, batch: &mut Vec<Item>, settings: &Settings) -> Option<()> {
+        let mut state = self.lock();
+        while state.queue.is_empty() && !state.closed {
+            // Overflow-safe: an absurd limit is as good as none.
+            let deadline = limit(&state, settings).and_then(|l| state.last_alive.checked_add(l));
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return None;
+            }
+            state.sender_waiting = true;
+            state = match left {
+                None => self.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => self
+                    .wake
+                    .wait_timeout(state, left)
+                    .map(|(s, _)| s)
+                    .unwrap_or_else(|e| e.into_inner().0),
+            };
+            state.sender_waiting = false;
+        }
+        if state.closed {
+            return None;
+        }
+        let n = state.queue.len().min(BATCH_MAX);
+        let taken: usize = state.queue.iter().take(n).map(Item::size).sum();
+        state.bytes -= taken;
+        batch.extend(state.queue.drain(..n));
+        let messages = batch.iter().filter(|i| i.is_message()).count();
+        state.in_flight = (messages, taken);
+        if state.queue.is_empty() {
+            state.stalled = false;
+            state.warned = false;
+        }
+        if state.room_waiters > 0 {
+            self.room.notify_all();
+        }
+        Some(())
+    }
+}
+
+/// How long the endpoint may show no sign of life.
+fn limit(state: &State, settings: &Settings) -> Option<Duration> {
+    if state.durable {
+        Some(settings.session_expiry)
+    } else {
+        settings.liveness
+    }
+}

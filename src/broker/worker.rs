@@ -1,0 +1,77 @@
+//! An endpoint's delivery thread: takes batches from its session, sends
+//! them with `delivery`, and on a failure either keeps the session and
+//! retries with backoff (qos 1) or asks the registry to drop the endpoint
+//! (qos 0). PROTOCOL.md sections 2 and 6.2.
+
+use super::delivery;
+use super::metrics::{self, Loss};
+use super::registry::Registry;
+use super::session::{BATCH_MAX, Endpoint};
+use crate::log;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The first retry's wait; it doubles up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Runs until the endpoint is closed or dropped.
+pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
+    let settings = registry.settings;
+    let mut conn = None;
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut backoff = BACKOFF_MIN;
+    let mut failing = false;
+    loop {
+        if endpoint.next_batch(&mut batch, &settings).is_none() {
+            if endpoint.is_closed() || registry.expire(&endpoint) {
+                return;
+            }
+            continue;
+        }
+        let result = delivery::send_batch(&mut conn, endpoint.addr, &batch, settings.timeout);
+        let answered = match &result {
+            Ok(()) => batch.len(),
+            Err((_, done)) => *done,
+        };
+        endpoint.batch_done(&batch[..answered], &registry.metrics);
+        registry.answered(&endpoint, &batch[..answered]);
+        match result {
+            Ok(()) => {
+                endpoint.touch();
+                if std::mem::replace(&mut failing, false) {
+                    log::info!("subscriber {} reachable again", endpoint.addr);
+                }
+                backoff = BACKOFF_MIN;
+            }
+            Err((reason, _)) if endpoint.is_durable() => {
+                let unanswered = &batch[answered..];
+                let owed = unanswered.iter().filter(|i| i.is_owed()).count();
+                metrics::add(&registry.metrics.redelivered, owed as u64);
+                registry
+                    .metrics
+                    .lost(Loss::SubscriberGone, endpoint.requeue(unanswered));
+                if answered > 0 {
+                    backoff = BACKOFF_MIN;
+                }
+                if !std::mem::replace(&mut failing, true) {
+                    log::warning!(
+                        "subscriber {}: {reason}; its qos 1 session is kept and retried",
+                        endpoint.addr
+                    );
+                }
+                if endpoint.is_idle(&settings) && registry.expire(&endpoint) {
+                    return;
+                }
+                endpoint.back_off(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Err((reason, _)) => {
+                let unanswered = batch[answered..].iter().filter(|i| i.is_message()).count();
+                registry.remove(&endpoint, &reason, unanswered);
+                return;
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,384 @@
+//! Storage for at-least-once delivery (PROTOCOL.md sections 6.2 and 6.4):
+//! message ids, idempotency keys, and, with a data directory, the log.
+//!
+//! - `crc32c`: the checksum of every record.
+//! - `record`: the records and their framing (pure).
+//! - `state`: what the records add up to: sessions, positions, retained
+//!   messages, keys (pure).
+//! - `recover`: start-up: read the segments, cut bad tails, rebuild.
+//! - `writer`: the thread that appends, group-commits and rotates.
+//!
+//! Owns the files and the order of stored messages: an id is given out
+//! under the same lock that queues its record, so the log, the ids and the
+//! order in which stored messages reach the broker's `sink` all agree.
+//! It must not import anything from `broker`: the broker hands it a sink
+//! for the records that became durable, and reads its counters.
+
+mod crc32c;
+mod record;
+mod recover;
+mod state;
+mod writer;
+
+pub(crate) use record::{Record, Stored};
+pub(crate) use recover::Recovered;
+pub(crate) use writer::Batch;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::fs::{self, File, TryLockError};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// When the log is flushed to the disk (`fdatasync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// After every stored message, one at a time.
+    Always,
+    /// Once per batch of whatever arrived while the last sync ran (group
+    /// commit); publishers wait for it. The default.
+    #[default]
+    Batch,
+    /// Never: written to the operating system before the answer, so a
+    /// crash of the broker loses nothing, but a crash of the machine loses
+    /// the last moments.
+    Never,
+}
+
+impl Fsync {
+    /// `always`, `batch` or `never`.
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s {
+            "always" => Some(Fsync::Always),
+            "batch" => Some(Fsync::Batch),
+            "never" => Some(Fsync::Never),
+            _ => None,
+        }
+    }
+}
+
+/// How the log behaves; see `broker::Config` for the meanings.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) dir: PathBuf,
+    pub(crate) fsync: Fsync,
+    pub(crate) segment_bytes: u64,
+    pub(crate) retention: Duration,
+    pub(crate) backlog_bytes: usize,
+}
+
+/// Why a record was not stored; a publish gets 507 with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoreError(pub(crate) String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not store the message: {}", self.0)
+    }
+}
+
+/// Where records that became durable go, in log order (the broker routes
+/// the messages among them).
+pub(crate) type Sink = Box<dyn Fn(&[Record]) + Send + Sync>;
+
+/// Counters and gauges of the log, for `GET /metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct StoreMetrics {
+    pub(crate) bytes: AtomicU64,
+    pub(crate) segments: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) sync_nanos: AtomicU64,
+    pub(crate) cut_bytes: AtomicU64,
+    pub(crate) write_errors: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+}
+
+/// What [`Store::publish`] did.
+#[derive(Debug)]
+pub(crate) enum Published {
+    /// The key was seen in the window: the first message's id; nothing new.
+    Duplicate(u64),
+    /// A new message with this id; stored once the batch (if any) is done.
+    New(u64, Option<Arc<Batch>>),
+}
+
+/// What a publish carries.
+#[derive(Debug, Clone)]
+pub(crate) struct Publish {
+    pub(crate) topic: String,
+    pub(crate) data: String,
+    pub(crate) qos1: bool,
+    pub(crate) retain: bool,
+    pub(crate) key: Option<String>,
+}
+
+impl Publish {
+    /// Whether it must be stored before it is answered.
+    pub(crate) fn is_stored(&self) -> bool {
+        self.qos1 || self.retain
+    }
+}
+
+/// Records waiting for the writer, and the keys in their window.
+struct Inner {
+    pending: writer::Pending,
+    keys: HashMap<(String, String), (u64, Instant)>,
+    /// Keys in the order they were added, for pruning.
+    key_order: VecDeque<(Instant, String, String)>,
+    closing: bool,
+}
+
+/// Ids, keys and (with a data directory) the log.
+pub(crate) struct Store {
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+    work: Condvar,
+    sink: OnceLock<Sink>,
+    dedupe_window: Duration,
+    /// `None`: in memory.
+    disk: Option<Options>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The lock on the data directory, held for the store's life.
+    _lock: Option<File>,
+    pub(crate) metrics: StoreMetrics,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The first id to give out: past every id ever stored, and past the clock
+/// in microseconds, so ids are not reused across restarts even without a
+/// data directory.
+fn first_id(max_stored: u64) -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64);
+    clock.max(max_stored.saturating_add(1))
+}
+
+impl Store {
+    fn new(
+        disk: Option<Options>,
+        lock_file: Option<File>,
+        dedupe_window: Duration,
+        max_id: u64,
+    ) -> Store {
+        Store {
+            next_id: AtomicU64::new(first_id(max_id)),
+            inner: Mutex::new(Inner {
+                pending: writer::Pending::new(disk.as_ref().map(|d| d.fsync)),
+                keys: HashMap::new(),
+                key_order: VecDeque::new(),
+                closing: false,
+            }),
+            work: Condvar::new(),
+            sink: OnceLock::new(),
+            dedupe_window,
+            disk,
+            writer: Mutex::new(None),
+            _lock: lock_file,
+            metrics: StoreMetrics::default(),
+        }
+    }
+
+    /// A store without a data directory: everything in memory.
+    pub(crate) fn memory(dedupe_window: Duration) -> Arc<Store> {
+        Arc::new(Store::new(None, None, dedupe_window, 0))
+    }
+
+    /// Opens (creating it if missing) and locks the data directory, and
+    /// reads the log in it. Call [`Store::start`] before anything is
+    /// stored.
+    ///
+    /// # Errors
+    /// The directory cannot be created, opened, read or locked (another
+    /// broker uses it).
+    pub(crate) fn open(
+        options: Options,
+        dedupe_window: Duration,
+    ) -> io::Result<(Arc<Store>, Recovered)> {
+        let dir = &options.dir;
+        let opening = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open data directory {}: {e}", dir.display()),
+            )
+        };
+        fs::create_dir_all(dir).map_err(opening)?;
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(opening)?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let why = format!(
+                    "data directory {} is in use by another broker",
+                    dir.display()
+                );
+                return Err(io::Error::new(io::ErrorKind::AddrInUse, why));
+            }
+            Err(TryLockError::Error(e)) => return Err(opening(e)),
+        }
+        // A file size limit must fail a write (and answer 507), not kill us.
+        crate::signal::ignore_file_size_limit();
+        let recovered = recover::recover(dir, options.backlog_bytes).map_err(opening)?;
+        let store = Store::new(
+            Some(options),
+            Some(lock_file),
+            dedupe_window,
+            recovered.state.max_id,
+        );
+        {
+            let mut inner = lock(&store.inner);
+            let now = (Instant::now(), recover::now_ms());
+            let mut keys: Vec<_> = recovered.state.keys.iter().collect();
+            keys.sort_by_key(|(_, (_, time_ms))| *time_ms);
+            for ((topic, key), (id, time_ms)) in keys {
+                let age = Duration::from_millis(now.1.saturating_sub(*time_ms));
+                if age < dedupe_window {
+                    let at = now.0.checked_sub(age).unwrap_or(now.0);
+                    remember(&mut inner, topic, key, *id, at);
+                }
+            }
+        }
+        let m = &store.metrics;
+        m.cut_bytes.store(recovered.cut_bytes, Ordering::Relaxed);
+        Ok((Arc::new(store), recovered))
+    }
+
+    /// Where durable records go; starts the writer (with a data directory).
+    /// `recovered` is what [`Store::open`] read.
+    ///
+    /// # Errors
+    /// The writer could not open its segment or start its thread.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        sink: Sink,
+        recovered: Option<Recovered>,
+    ) -> io::Result<()> {
+        let _ = self.sink.set(sink);
+        let (Some(options), Some(recovered)) = (&self.disk, recovered) else {
+            return Ok(());
+        };
+        let thread = writer::spawn(self.clone(), options.clone(), recovered)?;
+        *lock(&self.writer) = Some(thread);
+        Ok(())
+    }
+
+    /// Whether there is a data directory.
+    pub(crate) fn is_durable(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// Gives `p` its id, or finds its key in the window. A message that is
+    /// stored goes into the log (in memory: to the sink at once); the
+    /// caller routes the others.
+    pub(crate) fn publish(&self, p: &Publish) -> Published {
+        let mut inner = lock(&self.inner);
+        let now = Instant::now();
+        if let Some(key) = &p.key {
+            prune(&mut inner, now, self.dedupe_window);
+            if let Some((id, _)) = inner.keys.get(&(p.topic.clone(), key.clone())) {
+                self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                return Published::Duplicate(*id);
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(key) = &p.key {
+            remember(&mut inner, &p.topic, key, id, now);
+        }
+        if !p.is_stored() {
+            return Published::New(id, None);
+        }
+        let record = Record::Message(Stored {
+            id,
+            time_ms: recover::now_ms(),
+            qos1: p.qos1,
+            retain: p.retain,
+            topic: p.topic.clone(),
+            data: p.data.clone(),
+            key: p.key.clone(),
+        });
+        if self.disk.is_none() {
+            // In memory: "stored" now, routed in id order under this lock.
+            self.metrics.stored.fetch_add(1, Ordering::Relaxed);
+            if let Some(sink) = self.sink.get() {
+                sink(std::slice::from_ref(&record));
+            }
+            return Published::New(id, None);
+        }
+        let batch = inner.pending.push(record);
+        self.work.notify_one();
+        Published::New(id, Some(batch))
+    }
+
+    /// Appends a session record (subscribe, ack, end); in memory there is
+    /// nothing to keep. Wait on the batch for a record that must be durable.
+    pub(crate) fn append(&self, record: Record) -> Option<Arc<Batch>> {
+        self.disk.as_ref()?;
+        let mut inner = lock(&self.inner);
+        if inner.closing {
+            return None;
+        }
+        let batch = inner.pending.push(record);
+        self.work.notify_one();
+        Some(batch)
+    }
+
+    /// Writes what is pending and stops the writer (broker shutdown).
+    pub(crate) fn close(&self) {
+        lock(&self.inner).closing = true;
+        self.work.notify_all();
+        if let Some(thread) = lock(&self.writer).take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// A batch failed: its keys must not dedupe a retry.
+    fn forget_keys(&self, records: &[Record]) {
+        let mut inner = lock(&self.inner);
+        for r in records {
+            if let Record::Message(s) = r
+                && let Some(key) = &s.key
+            {
+                let k = (s.topic.clone(), key.clone());
+                if inner.keys.get(&k).is_some_and(|(id, _)| *id == s.id) {
+                    inner.keys.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+fn remember(inner: &mut Inner, topic: &str, key: &str, id: u64, at: Instant) {
+    inner
+        .keys
+        .insert((topic.to_owned(), key.to_owned()), (id, at));
+    inner
+        .key_order
+        .push_back((at, topic.to_owned(), key.to_owned()));
+}
+
+/// Forgets keys older than the window, oldest first.
+fn prune(inner: &mut Inner, now: Instant, window: Duration) {
+    while let Some((at, _, _)) = inner.key_order.front() {
+        if now.saturating_duration_since(*at) < window {
+            break;
+        }
+        if let Some((at, topic, key)) = inner.key_order.pop_front() {
+            let k = (topic, key);
+            if inner.keys.get(&k).is_some_and(|(_, t)| *t == at) {
+                inner.keys.remove(&k);
+            }
+        }
+    }
+}

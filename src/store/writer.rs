@@ -1,0 +1,322 @@
+//! The log writer: one thread that owns the active segment. It takes every
+//! record queued since its last write, writes them in one go and syncs once
+//! (group commit), then hands them to the broker's sink and wakes whoever
+//! waits on the batch. It also starts a new segment past the size limit
+//! (writing the state at its head) and deletes segments nobody needs.
+
+use super::recover::{Recovered, Segment, now_ms, segment_path};
+use super::state::State;
+use super::{Fsync, Options, Record, Store, StoreError, lock};
+use crate::log;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How often the writer looks for segments to delete.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The records of one write; whoever queued one waits on it.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    result: Mutex<Option<Result<(), StoreError>>>,
+    done: Condvar,
+}
+
+impl Batch {
+    /// Waits until the batch is written (and synced, as `--fsync` says).
+    ///
+    /// # Errors
+    /// The write or the sync failed, or took longer than `limit`.
+    pub(crate) fn wait(&self, limit: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now().checked_add(limit);
+        let mut result = lock(&self.result);
+        loop {
+            if let Some(r) = result.as_ref() {
+                return r.clone();
+            }
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return Err(StoreError("the log did not answer in time".into()));
+            }
+            result = self
+                .done
+                .wait_timeout(result, left)
+                .map(|(r, _)| r)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    fn finish(&self, r: Result<(), StoreError>) {
+        *lock(&self.result) = Some(r);
+        self.done.notify_all();
+    }
+}
+
+/// Records queued for the next write.
+pub(super) struct Pending {
+    bytes: Vec<u8>,
+    /// Where each record's frame ends in `bytes`.
+    ends: Vec<usize>,
+    records: Vec<Record>,
+    batch: Arc<Batch>,
+}
+
+impl Pending {
+    pub(super) fn new(_fsync: Option<Fsync>) -> Pending {
+        Pending {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+            records: Vec::new(),
+            batch: Arc::new(Batch::default()),
+        }
+    }
+
+    pub(super) fn push(&mut self, record: Record) -> Arc<Batch> {
+        record.encode(&mut self.bytes);
+        self.ends.push(self.bytes.len());
+        self.records.push(record);
+        self.batch.clone()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn take(&mut self) -> Pending {
+        std::mem::replace(self, Pending::new(None))
+    }
+}
+
+/// Starts the writer thread over what recovery found.
+pub(super) fn spawn(
+    store: Arc<Store>,
+    options: Options,
+    recovered: Recovered,
+) -> io::Result<JoinHandle<()>> {
+    let mut segments = recovered.segments;
+    if segments.is_empty() {
+        let path = segment_path(&options.dir, 1);
+        File::create_new(&path)?;
+        sync_dir(&options)?;
+        segments.push(Segment {
+            seq: 1,
+            path,
+            bytes: 0,
+            last_id: 0,
+            written_ms: now_ms(),
+        });
+    }
+    let file = File::options()
+        .append(true)
+        .open(&segments[segments.len() - 1].path)?;
+    let mut writer = Writer {
+        options,
+        state: recovered.state,
+        segments,
+        file,
+        last_sweep: Instant::now(),
+    };
+    writer.gauges(&store);
+    thread::Builder::new()
+        .name("log writer".into())
+        .spawn(move || writer.run(&store))
+}
+
+struct Writer {
+    options: Options,
+    state: State,
+    /// Oldest first; the last is the one written to.
+    segments: Vec<Segment>,
+    file: File,
+    last_sweep: Instant,
+}
+
+impl Writer {
+    fn run(&mut self, store: &Store) {
+        loop {
+            let (taken, closing) = {
+                let mut inner = lock(&store.inner);
+                if inner.pending.is_empty() && !inner.closing {
+                    inner = store
+                        .work
+                        .wait_timeout(inner, SWEEP_EVERY)
+                        .map(|(i, _)| i)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                (inner.pending.take(), inner.closing)
+            };
+            if !taken.is_empty() {
+                self.write(store, taken);
+            }
+            if self.last_sweep.elapsed() >= SWEEP_EVERY {
+                self.sweep(store);
+            }
+            if closing && lock(&store.inner).pending.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Writes one batch; on success the records are applied and sunk.
+    fn write(&mut self, store: &Store, batch: Pending) {
+        let result = self
+            .rotate_if_full(store)
+            .and_then(|()| self.append(store, &batch));
+        match result {
+            Ok(()) => {
+                let mut messages = 0;
+                let last = self.segments.len() - 1;
+                for r in &batch.records {
+                    if let Record::Message(s) = r {
+                        messages += 1;
+                        self.segments[last].last_id = self.segments[last].last_id.max(s.id);
+                    }
+                    self.state.apply(r);
+                }
+                self.segments[last].written_ms = now_ms();
+                store.metrics.stored.fetch_add(messages, Ordering::Relaxed);
+                if let Some(sink) = store.sink.get() {
+                    sink(&batch.records);
+                }
+                batch.batch.finish(Ok(()));
+            }
+            Err(e) => {
+                store.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+                log::warning!("log: write failed, answering 507: {e}");
+                store.forget_keys(&batch.records);
+                batch.batch.finish(Err(StoreError(e.to_string())));
+            }
+        }
+        self.gauges(store);
+    }
+
+    /// Writes the batch's bytes and syncs as `--fsync` says; on failure the
+    /// segment is cut back to where it was.
+    fn append(&mut self, store: &Store, batch: &Pending) -> io::Result<()> {
+        let durable = batch
+            .records
+            .iter()
+            .any(|r| !matches!(r, Record::Ack { .. }));
+        let before = self.active().bytes;
+        let written = match self.options.fsync {
+            Fsync::Always => {
+                let mut start = 0;
+                batch.ends.iter().try_for_each(|&end| {
+                    self.file.write_all(&batch.bytes[start..end])?;
+                    start = end;
+                    self.sync(store)
+                })
+            }
+            Fsync::Batch => self
+                .file
+                .write_all(&batch.bytes)
+                .and_then(|()| if durable { self.sync(store) } else { Ok(()) }),
+            Fsync::Never => self.file.write_all(&batch.bytes),
+        };
+        match written {
+            Ok(()) => {
+                self.active_mut().bytes += batch.bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing half-written stays: the next record must follow a
+                // whole one. If even this fails, recovery cuts it.
+                let _ = self.file.set_len(before);
+                Err(e)
+            }
+        }
+    }
+
+    fn sync(&self, store: &Store) -> io::Result<()> {
+        let started = Instant::now();
+        self.file.sync_data()?;
+        let m = &store.metrics;
+        m.syncs.fetch_add(1, Ordering::Relaxed);
+        m.sync_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment {
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    /// Past the size limit, begins a new segment with the state at its head.
+    fn rotate_if_full(&mut self, store: &Store) -> io::Result<()> {
+        if self.active().bytes < self.options.segment_bytes {
+            return Ok(());
+        }
+        let seq = self.active().seq + 1;
+        let path = segment_path(&self.options.dir, seq);
+        let mut head = Vec::new();
+        self.state
+            .prune_keys(now_ms().saturating_sub(key_window_ms(store)));
+        for record in self.state.snapshot() {
+            record.encode(&mut head);
+        }
+        let mut file = File::options().create_new(true).append(true).open(&path)?;
+        let written = file.write_all(&head).and_then(|()| file.sync_data());
+        if let Err(e) = written.and_then(|()| sync_dir(&self.options)) {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        self.file = file;
+        self.segments.push(Segment {
+            seq,
+            path,
+            bytes: head.len() as u64,
+            last_id: 0,
+            written_ms: now_ms(),
+        });
+        Ok(())
+    }
+
+    /// Deletes the segments that no session needs and that are older than
+    /// the retention.
+    fn sweep(&mut self, store: &Store) {
+        self.last_sweep = Instant::now();
+        let floor = self.state.floor();
+        let oldest = now_ms().saturating_sub(self.options.retention.as_millis() as u64);
+        let active = self.active().seq;
+        let mut kept = Vec::with_capacity(self.segments.len());
+        for segment in self.segments.drain(..) {
+            let unneeded =
+                segment.seq != active && segment.last_id <= floor && segment.written_ms <= oldest;
+            if unneeded && fs::remove_file(&segment.path).is_ok() {
+                log::debug!("log: deleted {}", segment.path.display());
+                continue;
+            }
+            kept.push(segment);
+        }
+        self.segments = kept;
+        self.gauges(store);
+    }
+
+    fn gauges(&self, store: &Store) {
+        let bytes: u64 = self.segments.iter().map(|s| s.bytes).sum();
+        store.metrics.bytes.store(bytes, Ordering::Relaxed);
+        store
+            .metrics
+            .segments
+            .store(self.segments.len() as u64, Ordering::Relaxed);
+    }
+}
+
+fn key_window_ms(store: &Store) -> u64 {
+    store.dedupe_window.as_millis() as u64
+}
+
+/// Makes a new file's directory entry durable.
+fn sync_dir(options: &Options) -> io::Result<()> {
+    File::open(&options.dir)?.sync_all()
+}
