@@ -19,6 +19,20 @@ const READ_BUFFER: usize = 16 * 1024;
 /// Write buffer per connection: answers to a burst leave in one write.
 const WRITE_BUFFER: usize = 16 * 1024;
 
+/// Answers held back at most, in order, before the loop waits for them.
+const MAX_LATER: usize = 128;
+
+/// An answer that is not known yet (a publish waiting for its log sync):
+/// the loop goes on reading pipelined requests, so that one sync covers
+/// them all, and calls this before it writes the answers in order.
+pub(crate) struct Later(pub(crate) Box<dyn FnOnce() -> Reply + Send>);
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Later")
+    }
+}
+
 /// A handler's answer to one request.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -31,9 +45,18 @@ pub(crate) struct Reply {
     pub(crate) close: bool,
     /// A `Message-Id` header (a publish's answer).
     pub(crate) message_id: Option<u64>,
+    /// Set: the real answer comes from this; the rest is ignored.
+    pub(crate) later: Option<Later>,
 }
 
 impl Reply {
+    /// An answer that `later` gives.
+    pub(crate) fn later(later: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+        let mut reply = Reply::status(0, "");
+        reply.later = Some(Later(Box::new(later)));
+        reply
+    }
+
     /// `202 Accepted` with an empty body.
     pub(crate) fn accepted() -> Reply {
         Reply::status(202, "")
@@ -56,6 +79,7 @@ impl Reply {
             headers,
             close: false,
             message_id: None,
+            later: None,
         }
     }
 }
@@ -210,7 +234,13 @@ pub(crate) fn serve(
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     let limits = &settings.limits;
+    let mut held: Vec<Held> = Vec::new();
     let why = loop {
+        // Held answers wait only for requests that have already arrived:
+        // none waits behind a request still on its way.
+        if !held.is_empty() && !reader.buffer().windows(4).any(|w| w == b"\r\n\r\n") {
+            settle(&mut held, reader.get_mut())?;
+        }
         // Idle until the first byte of the next request, every answer sent.
         if reader.buffer().is_empty() {
             handler.idle();
@@ -230,9 +260,13 @@ pub(crate) fn serve(
         let head = match http::read_request_head(&mut reader, limits) {
             Ok(Some(head)) => head,
             Ok(None) => break Close::Peer,
-            Err(e) => return answer_error(reader.get_mut(), e, handler),
+            Err(e) => {
+                settle(&mut held, reader.get_mut())?;
+                return answer_error(reader.get_mut(), e, handler);
+            }
         };
         if head.expect_continue {
+            settle(&mut held, reader.get_mut())?;
             if matches!(head.framing, BodyFraming::Length(n) if n > limits.max_body) {
                 return answer_error(reader.get_mut(), HttpError::PayloadTooLarge, handler);
             }
@@ -244,7 +278,10 @@ pub(crate) fn serve(
         }
         let body = match http::read_body(&mut reader, head.framing, limits) {
             Ok(body) => body,
-            Err(e) => return answer_error(reader.get_mut(), e, handler),
+            Err(e) => {
+                settle(&mut held, reader.get_mut())?;
+                return answer_error(reader.get_mut(), e, handler);
+            }
         };
         reader.get_mut().deadline = None;
         let reply = handler.handle(&head, &body);
@@ -252,10 +289,20 @@ pub(crate) fn serve(
         // HTTP/1.0 peers close unless told the connection stays.
         let keep_10 = !close && head.version == http::Version::Http10;
         let conn = reader.get_mut();
-        write_reply(&mut conn.out, &reply, close, keep_10)?;
-        if head.method == "HEAD" {
-            // A response to HEAD ends at its head (RFC 9110 section 9.3.2).
-            conn.out.truncate(conn.out.len() - reply.body.len());
+        let answer = Held {
+            reply,
+            close,
+            keep_10,
+            head_only: head.method == "HEAD",
+        };
+        if answer.reply.later.is_some() || !held.is_empty() {
+            // In order: once one answer waits, the next ones wait behind it.
+            held.push(answer);
+            if close || held.len() >= MAX_LATER {
+                settle(&mut held, conn)?;
+            }
+        } else {
+            answer.write(&mut conn.out)?;
         }
         if close {
             break Close::Done;
@@ -266,10 +313,42 @@ pub(crate) fn serve(
         handler.end(conn.take_traffic());
     };
     let conn = reader.get_mut();
+    settle(&mut held, conn)?;
     conn.send()?;
     handler.end(conn.take_traffic());
     linger_close(&mut conn.socket, LINGER);
     Ok(why)
+}
+
+/// An answer held back behind one that is not known yet.
+struct Held {
+    reply: Reply,
+    close: bool,
+    keep_10: bool,
+    head_only: bool,
+}
+
+impl Held {
+    fn write(self, out: &mut Vec<u8>) -> io::Result<()> {
+        let reply = match self.reply.later {
+            Some(Later(later)) => later(),
+            None => self.reply,
+        };
+        write_reply(out, &reply, self.close, self.keep_10)?;
+        if self.head_only {
+            // A response to HEAD ends at its head (RFC 9110 section 9.3.2).
+            out.truncate(out.len() - reply.body.len());
+        }
+        Ok(())
+    }
+}
+
+/// Waits for the held answers, in order, and queues them.
+fn settle(held: &mut Vec<Held>, conn: &mut Conn) -> io::Result<()> {
+    for answer in held.drain(..) {
+        answer.write(&mut conn.out)?;
+    }
+    Ok(())
 }
 
 /// How long a connection thread waits, after its last answer, for the peer

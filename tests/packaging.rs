@@ -56,11 +56,17 @@ fn dockerfile_is_multi_stage_from_scratch_with_only_the_binary() {
         .collect();
     assert_eq!(
         copies.len(),
-        1,
-        "the image holds the binary alone: {copies:?}"
+        2,
+        "the image holds the binary and an empty data directory: {copies:?}"
     );
     assert!(copies[0].ends_with("/x86_64-unknown-linux-gnu/release/broker /broker"));
+    // Owned by the broker's user, so that a named volume there is writable.
+    assert_eq!(
+        *copies[1],
+        "COPY --from=build --chown=65532:65532 /data /data"
+    );
     for wanted in [
+        "VOLUME /data",
         "USER 65532:65532",
         "EXPOSE 9999",
         r#"ENTRYPOINT ["/broker"]"#,

@@ -6,6 +6,7 @@
 use super::Shared;
 use super::conns::Activity;
 use super::metrics;
+use super::registry::{Publishing, Registry};
 use super::route::{self, Action};
 use super::routing::Qos;
 use crate::http::RequestHead;
@@ -143,8 +144,16 @@ fn idempotency_key(head: &RequestHead) -> Result<Option<String>, Reply> {
     Ok(Some(key.to_owned()))
 }
 
-/// How long a durable subscription waits to be stored before it answers 507.
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// How long a request waits for the log before it answers 507.
+const STORE_WAIT: Duration = Duration::from_secs(10);
+
+/// The answer to an accepted publish.
+fn published(registry: &Registry, id: u64) -> Reply {
+    metrics::add(&registry.metrics.published, 1);
+    let mut reply = Reply::accepted();
+    reply.message_id = Some(id);
+    reply
+}
 
 fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Shared) -> Reply {
     let registry = &shared.registry;
@@ -163,13 +172,14 @@ fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Share
                 key,
             };
             return match registry.publish(publish) {
-                Ok(id) => {
-                    metrics::add(&registry.metrics.published, 1);
-                    let mut reply = Reply::accepted();
-                    reply.message_id = Some(id);
-                    reply
+                Publishing::Done(id) => published(registry, id),
+                Publishing::Storing(id, batch) => {
+                    let registry = registry.clone();
+                    Reply::later(move || match registry.store.wait(&batch, STORE_WAIT) {
+                        Ok(()) => published(&registry, id),
+                        Err(e) => Reply::status(507, e.to_string()),
+                    })
                 }
-                Err(e) => Reply::status(507, e.to_string()),
             };
         }
         Action::Subscribe { topic, port, qos } => {
@@ -180,7 +190,7 @@ fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Share
                     return Reply::status(503, format!("broker busy: {e}"));
                 }
                 Ok(Some(batch)) => {
-                    if let Err(e) = batch.wait(SUBSCRIBE_WAIT) {
+                    if let Err(e) = registry.store.wait(&batch, STORE_WAIT) {
                         return Reply::status(507, e.to_string());
                     }
                 }

@@ -14,7 +14,7 @@ use super::session::{Endpoint, Enqueued, Item, Message, Settings};
 use super::worker;
 use crate::json;
 use crate::log;
-use crate::store::{self, Batch, Published, Record, Recovered, Store, StoreError, Stored};
+use crate::store::{self, Batch, Published, Record, Recovered, Store, Stored};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -214,24 +214,21 @@ impl Registry {
         Ok(None)
     }
 
-    /// Publishes: gives the message its id (or finds its idempotency key),
-    /// stores it if it must be, and queues it for every subscriber.
-    /// Returns its id once it is stored.
-    ///
-    /// # Errors
-    /// The store could not keep it (507).
-    pub(crate) fn publish(&self, p: store::Publish) -> Result<u64, StoreError> {
+    /// Publishes: gives the message its id (or finds its idempotency key)
+    /// and queues it for every subscriber, or hands it to the store, which
+    /// routes it once stored: then the answer waits on the batch.
+    pub(crate) fn publish(&self, p: store::Publish) -> Publishing {
         match self.store.publish(&p) {
-            Published::Duplicate(id) => Ok(id),
-            Published::New(id, Some(batch)) => {
-                batch.wait(STORE_WAIT)?;
-                Ok(id)
+            Published::Duplicate(id) => Publishing::Done(id),
+            Published::New(id, Some(batch)) => Publishing::Storing(id, batch),
+            Published::New(id, None) if p.is_stored() => {
+                let qos = if p.qos1 { Qos::One } else { Qos::Zero };
+                self.route_kept(&p.topic, &p.data, id, qos, p.retain);
+                Publishing::Done(id)
             }
             Published::New(id, None) => {
-                if !p.is_stored() {
-                    self.route(&p.topic, &p.data, id, Qos::Zero, true);
-                }
-                Ok(id)
+                self.route(&p.topic, &p.data, id, Qos::Zero, true);
+                Publishing::Done(id)
             }
         }
     }
@@ -240,21 +237,21 @@ impl Registry {
     /// the subscribers.
     fn route_stored(&self, s: &Stored) {
         let qos = if s.qos1 { Qos::One } else { Qos::Zero };
-        {
+        self.route_kept(&s.topic, &s.data, s.id, qos, s.retain);
+    }
+
+    /// Routes a message that is kept (stored, or retained): never waits
+    /// for queue room, and moves the retained message and `last_stored`.
+    fn route_kept(&self, topic: &str, data: &str, id: u64, qos: Qos, retain: bool) {
+        if retain || self.store.is_durable() {
             let mut routing = lock(&self.routing);
-            routing.last_stored = routing.last_stored.max(s.id);
-            if s.retain {
-                routing.retain(
-                    &s.topic,
-                    Retained {
-                        id: s.id,
-                        data: s.data.clone(),
-                        qos,
-                    },
-                );
+            routing.last_stored = routing.last_stored.max(id);
+            if retain {
+                let data = data.to_owned();
+                routing.retain(topic, Retained { id, data, qos });
             }
         }
-        self.route(&s.topic, &s.data, s.id, qos, false);
+        self.route(topic, data, id, qos, false);
     }
 
     /// Queues a message for every current subscriber of `topic`.
@@ -451,5 +448,10 @@ fn unlink(
     lost
 }
 
-/// Longest a publish waits for the log before it answers 507.
-const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Where a publish stands once [`Registry::publish`] returns.
+pub(crate) enum Publishing {
+    /// Accepted (queued, or held in memory) with this id.
+    Done(u64),
+    /// Accepted once this batch of the log is written.
+    Storing(u64, Arc<Batch>),
+}

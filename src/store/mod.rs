@@ -279,10 +279,19 @@ impl Store {
         self.disk.is_some()
     }
 
-    /// Gives `p` its id, or finds its key in the window. A message that is
-    /// stored goes into the log (in memory: to the sink at once); the
-    /// caller routes the others.
+    /// Gives `p` its id, or finds its key in the window. With a data
+    /// directory a message that must be stored goes into the log, and the
+    /// sink routes it once written; the caller routes the others (in
+    /// memory, "stored" means held in the subscribers' queues).
     pub(crate) fn publish(&self, p: &Publish) -> Published {
+        if p.key.is_none() && !(p.is_stored() && self.disk.is_some()) {
+            // No lock: ids only need to be unique and growing; only those
+            // of the log must follow its order (below).
+            if p.is_stored() {
+                self.metrics.stored.fetch_add(1, Ordering::Relaxed);
+            }
+            return Published::New(self.next_id.fetch_add(1, Ordering::Relaxed), None);
+        }
         let mut inner = lock(&self.inner);
         let now = Instant::now();
         if let Some(key) = &p.key {
@@ -296,7 +305,10 @@ impl Store {
         if let Some(key) = &p.key {
             remember(&mut inner, &p.topic, key, id, now);
         }
-        if !p.is_stored() {
+        if !p.is_stored() || self.disk.is_none() {
+            if p.is_stored() {
+                self.metrics.stored.fetch_add(1, Ordering::Relaxed);
+            }
             return Published::New(id, None);
         }
         let record = Record::Message(Stored {
@@ -308,30 +320,32 @@ impl Store {
             data: p.data.clone(),
             key: p.key.clone(),
         });
-        if self.disk.is_none() {
-            // In memory: "stored" now, routed in id order under this lock.
-            self.metrics.stored.fetch_add(1, Ordering::Relaxed);
-            if let Some(sink) = self.sink.get() {
-                sink(std::slice::from_ref(&record));
-            }
-            return Published::New(id, None);
-        }
-        let batch = inner.pending.push(record);
-        self.work.notify_one();
-        Published::New(id, Some(batch))
+        // No wake-up here: the writer is woken by the first one to wait, so
+        // that a pipelined burst goes into one batch.
+        Published::New(id, Some(inner.pending.push(record)))
     }
 
     /// Appends a session record (subscribe, ack, end); in memory there is
-    /// nothing to keep. Wait on the batch for a record that must be durable.
+    /// nothing to keep. [`Store::wait`] for a record that must be durable;
+    /// the others are written with the next batch, or within a second.
     pub(crate) fn append(&self, record: Record) -> Option<Arc<Batch>> {
         self.disk.as_ref()?;
         let mut inner = lock(&self.inner);
         if inner.closing {
             return None;
         }
-        let batch = inner.pending.push(record);
+        Some(inner.pending.push(record))
+    }
+
+    /// Waits until `batch` is written (and synced, as `--fsync` says).
+    ///
+    /// # Errors
+    /// The write or the sync failed, or took longer than `limit`.
+    pub(crate) fn wait(&self, batch: &Batch, limit: Duration) -> Result<(), StoreError> {
+        // Taking the lock orders this wake-up after the writer's check.
+        drop(lock(&self.inner));
         self.work.notify_one();
-        Some(batch)
+        batch.wait(limit)
     }
 
     /// Writes what is pending and stops the writer (broker shutdown).

@@ -26,11 +26,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Waits until the batch is written (and synced, as `--fsync` says).
-    ///
-    /// # Errors
-    /// The write or the sync failed, or took longer than `limit`.
-    pub(crate) fn wait(&self, limit: Duration) -> Result<(), StoreError> {
+    /// Waits until the batch is written; see `Store::wait`, which also
+    /// wakes the writer.
+    pub(super) fn wait(&self, limit: Duration) -> Result<(), StoreError> {
         let deadline = Instant::now().checked_add(limit);
         let mut result = lock(&self.result);
         loop {
