@@ -12,6 +12,7 @@ use std::io;
 /// match client.publish("hello/world", "MyData") {
 ///     Ok(()) => {}
 ///     Err(Error::Status { status: 413, .. }) => eprintln!("message too large"),
+///     Err(Error::Status { status: 507, .. }) => eprintln!("broker could not store it"),
 ///     Err(e) => eprintln!("publish failed: {e}"),
 /// }
 /// # Ok::<(), Error>(())
@@ -23,7 +24,9 @@ pub enum Error {
     Io(io::Error),
     /// The broker's answer was not valid HTTP.
     Http(HttpError),
-    /// The broker answered with a status other than 202.
+    /// The broker answered with a status other than 202. 507 means it
+    /// could not store a qos 1 or retained message (its disk is full, say):
+    /// nothing was stored.
     Status {
         /// The HTTP status code, e.g. 400.
         status: u16,
@@ -32,6 +35,10 @@ pub enum Error {
     },
     /// The topic cannot be sent (empty, or with a control character).
     InvalidTopic(&'static str),
+    /// The `Idempotency-Key` cannot be sent: it must be 1 to
+    /// [`MAX_IDEMPOTENCY_KEY`](super::MAX_IDEMPOTENCY_KEY) visible ASCII
+    /// characters.
+    InvalidIdempotencyKey(&'static str),
     /// The broker address did not resolve to any socket address.
     Address(String),
     /// The client was closed.
@@ -43,11 +50,20 @@ impl fmt::Display for Error {
         match self {
             Error::Io(e) => write!(f, "broker connection failed: {e}"),
             Error::Http(e) => write!(f, "broker sent an invalid response: {e}"),
+            Error::Status {
+                status: 507,
+                reason,
+            } if reason.is_empty() => f.write_str("broker could not store the message (507)"),
+            Error::Status {
+                status: 507,
+                reason,
+            } => write!(f, "broker could not store the message (507): {reason}"),
             Error::Status { status, reason } if reason.is_empty() => {
                 write!(f, "broker answered {status}")
             }
             Error::Status { status, reason } => write!(f, "broker answered {status}: {reason}"),
             Error::InvalidTopic(why) => write!(f, "invalid topic: {why}"),
+            Error::InvalidIdempotencyKey(why) => write!(f, "invalid idempotency key: {why}"),
             Error::Address(addr) => write!(f, "cannot resolve broker address {addr:?}"),
             Error::Closed => f.write_str("client is closed"),
         }
@@ -75,6 +91,35 @@ impl From<HttpError> for Error {
         match e {
             HttpError::Io(io) => Error::Io(io),
             other => Error::Http(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn status_texts() {
+        let status = |status, reason: &str| Error::Status {
+            status,
+            reason: reason.into(),
+        };
+        let cases = [
+            (status(413, ""), "broker answered 413"),
+            (status(400, "bad qos"), "broker answered 400: bad qos"),
+            (status(507, ""), "broker could not store the message (507)"),
+            (
+                status(507, "no space left on device"),
+                "broker could not store the message (507): no space left on device",
+            ),
+            (
+                Error::InvalidIdempotencyKey("empty"),
+                "invalid idempotency key: empty",
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error.to_string(), want);
         }
     }
 }

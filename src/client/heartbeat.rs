@@ -1,9 +1,10 @@
 //! Liveness, client side (PROTOCOL.md section 3): once subscribed, send
 //! `POST /hb` every interval; when the broker has not called back for the
-//! re-subscribe timeout, send `/sub` again for every topic. This is how
-//! subscriptions survive a broker restart without the caller doing anything.
+//! re-subscribe timeout, send `/sub` again for every topic, each with its own
+//! qos. This is how subscriptions survive a broker restart without the
+//! caller doing anything.
 
-use super::Inner;
+use super::{Inner, Qos};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -45,10 +46,10 @@ pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
     }
 }
 
-fn resubscribe(inner: &Inner, topics: &[String]) {
+fn resubscribe(inner: &Inner, topics: &[(String, Qos)]) {
     crate::log::info!("client: no word from the broker, subscribing again");
-    for topic in topics {
-        if let Err(e) = inner.send_subscribe(topic) {
+    for (topic, qos) in topics {
+        if let Err(e) = inner.send_subscribe(topic, *qos) {
             crate::log::debug!("client: re-subscribing to {topic:?} failed: {e}");
             return; // try again on a later tick
         }

@@ -2,10 +2,13 @@
 //! (`POST /msg`, `POST /hb`), and the dispatcher thread that runs the
 //! subscription callbacks, one message at a time, in arrival order.
 //!
+//! A delivery with an id (qos 1) that the client has seen recently is
+//! answered 202 and dropped before its callback (see [`super::dedupe`]).
+//!
 //! Owns the listening socket and the accepted connections. A callback that
 //! panics is reported and skipped; it never takes the client down.
 
-use super::{Inner, Message};
+use super::{Inner, Message, lock};
 use crate::http::{Limits, RequestHead};
 use crate::json;
 use crate::server::{self, Reply};
@@ -19,7 +22,8 @@ use std::time::Duration;
 
 /// Messages waiting for their callback. Past this, new messages are dropped
 /// (and a warning logged): holding the broker's delivery instead would make
-/// it time out and drop this client altogether.
+/// it time out and drop this client altogether. A message with an id (qos 1)
+/// is refused with a 503 instead: the broker keeps it and sends it again.
 pub(super) const DISPATCH_QUEUE: usize = 4096;
 /// The same bound in bytes (topic and data) of the messages waiting.
 pub(super) const DISPATCH_BYTES: usize = 64 * 1024 * 1024;
@@ -107,10 +111,20 @@ fn handle(head: &RequestHead, body: &[u8], inner: &Inner, messages: &SyncSender<
     if path == "/hb" {
         return Reply::accepted();
     }
-    let message = match decode(body) {
+    let mut message = match decode(body) {
         Ok(message) => message,
         Err(reason) => return Reply::status(400, reason),
     };
+    if message.id.is_none() {
+        message.id = header_id(head);
+    }
+    // A duplicate still gets its 202, or the broker would send it again.
+    if let Some(id) = message.id
+        && !lock(&inner.dedupe).first_time(id)
+    {
+        return Reply::accepted();
+    }
+    let id = message.id;
     let size = message.size();
     let before = inner.dispatch_bytes.fetch_add(size, Ordering::SeqCst);
     let sent = if before > 0 && before + size > DISPATCH_BYTES {
@@ -127,31 +141,50 @@ fn handle(head: &RequestHead, body: &[u8], inner: &Inner, messages: &SyncSender<
             inner.dispatch_bytes.fetch_sub(size, Ordering::SeqCst);
             if !inner.dispatch_full.swap(true, Ordering::Relaxed) {
                 crate::log::warning!(
-                    "client: callbacks are {DISPATCH_QUEUE} messages or {} MiB behind; dropping new messages (first: topic {:?})",
+                    "client: callbacks are {DISPATCH_QUEUE} messages or {} MiB behind; dropping new messages, refusing those with an id (first: topic {:?})",
                     DISPATCH_BYTES >> 20,
                     m.topic
                 );
             }
-            Reply::accepted()
+            match id {
+                Some(id) => {
+                    lock(&inner.dedupe).forget(id);
+                    Reply::status(503, "client busy")
+                }
+                None => Reply::accepted(),
+            }
         }
         Err(TrySendError::Disconnected(_)) => {
             inner.dispatch_bytes.fetch_sub(size, Ordering::SeqCst);
+            if let Some(id) = id {
+                lock(&inner.dedupe).forget(id);
+            }
             Reply::status(503, "client closing")
         }
     }
 }
 
-/// Decodes `{"data":"…","Topic":"…"}`; keys match in any case, as in Go.
+/// Decodes `{"data":"…","Topic":"…"}` with an optional `"id":N` (qos 1);
+/// keys match in any case, as in Go. An `id` that is not a u64 is taken as
+/// none: refusing the message would only make the broker send it again.
 fn decode(body: &[u8]) -> Result<Message, String> {
-    let object = json::parse_object(body).map_err(|e| e.to_string())?;
-    let field = |key: &str| match object.get(key) {
-        Some(json::Value::String(s)) => Ok(s.clone()),
+    let mut object = json::parse_object(body).map_err(|e| e.to_string())?;
+    let id = object.get("id").and_then(json::Value::as_u64);
+    let mut field = |key: &str| match object.take(key) {
+        Some(json::Value::String(s)) => Ok(s),
         _ => Err(format!("missing string key \"{key}\"")),
     };
     Ok(Message {
         topic: field("topic")?,
         data: field("data")?,
+        id,
     })
+}
+
+/// The `Message-Id` header of a qos 1 delivery, for a body without `id`
+/// (the body's wins when both are there).
+fn header_id(head: &RequestHead) -> Option<u64> {
+    head.headers.get("Message-Id")?.trim().parse().ok()
 }
 
 /// Runs callbacks for messages as they arrive, until the client closes.
@@ -169,7 +202,10 @@ pub(super) fn dispatch_loop(inner: Arc<Inner>, messages: Receiver<Message>) {
             Err(RecvTimeoutError::Timeout) if !inner.stopping.load(Ordering::SeqCst) => continue,
             Err(_) => return,
         };
-        let callback = inner.lock_callbacks().get(&message.topic).cloned();
+        let callback = inner
+            .lock_subscriptions()
+            .get(&message.topic)
+            .map(|s| s.callback.clone());
         let Some(callback) = callback else {
             continue; // not (or no longer) subscribed: dropped, as the Go client does
         };
@@ -188,11 +224,36 @@ mod tests {
     #[test]
     fn decodes_go_and_lowercase_keys() {
         let m = decode(br#"{"data":"x","Topic":"t"}"#).unwrap();
-        assert_eq!((m.topic.as_str(), m.data.as_str()), ("t", "x"));
+        assert_eq!((m.topic.as_str(), m.data.as_str(), m.id), ("t", "x", None));
         let m = decode(br#"{"topic":"t2","DATA":"y"}"#).unwrap();
         assert_eq!((m.topic.as_str(), m.data.as_str()), ("t2", "y"));
         assert!(decode(br#"{"data":"x"}"#).is_err());
         assert!(decode(br#"{"data":1,"topic":"t"}"#).is_err());
         assert!(decode(b"nope").is_err());
+    }
+
+    #[test]
+    fn decodes_the_id_of_a_qos_1_delivery() {
+        let cases: &[(&[u8], Option<u64>)] = &[
+            (br#"{"data":"a","Topic":"t","id":5}"#, Some(5)),
+            (br#"{"id":0,"data":"a","Topic":"t"}"#, Some(0)),
+            (
+                br#"{"data":"a","Topic":"t","ID":18446744073709551615}"#,
+                Some(u64::MAX),
+            ),
+            (
+                br#"{"data":"a","Topic":"t","id":18446744073709551616}"#,
+                None,
+            ),
+            (br#"{"data":"a","Topic":"t","id":-1}"#, None),
+            (br#"{"data":"a","Topic":"t","id":1.5}"#, None),
+            (br#"{"data":"a","Topic":"t","id":"5"}"#, None),
+            (br#"{"data":"a","Topic":"t","id":null}"#, None),
+        ];
+        for &(body, want) in cases {
+            let m = decode(body).unwrap();
+            assert_eq!(m.id, want, "{}", String::from_utf8_lossy(body));
+            assert_eq!((m.topic.as_str(), m.data.as_str()), ("t", "a"));
+        }
     }
 }

@@ -21,24 +21,57 @@
 //!
 //! Dropping the client (or calling [`Client::close`]) stops its threads and
 //! frees its port.
+//!
+//! # At-least-once delivery
+//!
+//! Against this broker, [`Client::subscribe_qos`] with [`Qos::AtLeastOnce`]
+//! makes a durable subscription: the broker keeps each message until the
+//! client has answered it, and resends after a failure, so a message can
+//! come twice; the client drops such duplicates by their id, within the last
+//! [`DEDUPE_WINDOW`] ids, before the callback. [`Client::publish_with`] with
+//! [`PublishOptions::at_least_once`] returns once the broker has stored the
+//! message, and sends it once more if the answer is lost, with an
+//! `Idempotency-Key` that makes the broker take it once.
+//!
+//! ```no_run
+//! use message_broker::client::{Client, Message, PublishOptions, Qos};
+//!
+//! # fn main() -> Result<(), message_broker::client::Error> {
+//! let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+//! client.subscribe_qos("orders", Qos::AtLeastOnce, |msg: Message| {
+//!     println!("message {:?}: {}", msg.id, msg.data);
+//! })?;
+//! let id = client.publish_with("orders", "paid", &PublishOptions::at_least_once())?;
+//! println!("stored as {id:?}");
+//! # Ok(())
+//! # }
+//! ```
 
+mod builder;
+mod call;
+mod dedupe;
 mod error;
 mod heartbeat;
 mod listener;
 mod outbox;
 mod publisher;
+mod qos;
 
+pub use builder::Builder;
+pub use dedupe::DEDUPE_WINDOW;
 pub use error::Error;
 pub use publisher::{DEFAULT_WINDOW, Failure, Publisher};
+pub use qos::{MAX_IDEMPOTENCY_KEY, PublishOptions, Qos};
 
 use crate::http;
-use crate::json;
-use crate::net::{self, Connection};
+use crate::net::Connection;
 use crate::topic;
+use call::Request;
+use dedupe::Dedupe;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -47,12 +80,26 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_LISTEN_PORT: u16 = 10000;
 
 /// A message the broker delivered.
+///
+/// ```no_run
+/// use message_broker::client::{Client, Message};
+/// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+/// client.subscribe("hello/world", |msg: Message| match msg.id {
+///     Some(id) => println!("{} (message {id}): {}", msg.topic, msg.data),
+///     None => println!("{}: {}", msg.topic, msg.data),
+/// })?;
+/// # Ok::<(), message_broker::client::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// The topic it was published to.
     pub topic: String,
     /// What the publisher sent.
     pub data: String,
+    /// The broker's number for it (`Message-Id`), on a qos 1 delivery: the
+    /// same for every subscriber, growing, never reused. `None` on a qos 0
+    /// delivery and from the Go broker.
+    pub id: Option<u64>,
 }
 
 impl Message {
@@ -64,116 +111,11 @@ impl Message {
 
 type Callback = Arc<Mutex<Box<dyn FnMut(Message) + Send>>>;
 
-/// Configures a [`Client`]; made by [`Client::builder`].
-#[derive(Debug, Clone)]
-pub struct Builder {
-    broker: String,
-    listen_port: u16,
-    listen_ip: Option<IpAddr>,
-    timeout: Duration,
-    heartbeat_interval: Duration,
-    resubscribe_after: Duration,
-    token: Option<String>,
-}
-
-impl Builder {
-    /// Sends `Authorization: Bearer TOKEN` with every request, for a broker
-    /// started with `--token TOKEN`. Default none.
-    ///
-    /// ```no_run
-    /// use message_broker::client::Client;
-    /// let client = Client::builder("127.0.0.1:9999").token("s3cret").build()?;
-    /// # Ok::<(), message_broker::client::Error>(())
-    /// ```
-    pub fn token(mut self, token: impl Into<String>) -> Builder {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// The port to listen on for the broker's calls. Default 10000; 0 takes a
-    /// free port (see [`Client::listen_port`]).
-    pub fn listen_port(mut self, port: u16) -> Builder {
-        self.listen_port = port;
-        self
-    }
-
-    /// The address to listen on. Default: every interface of the broker
-    /// address's family (`0.0.0.0` or `::`).
-    pub fn listen_ip(mut self, ip: IpAddr) -> Builder {
-        self.listen_ip = Some(ip);
-        self
-    }
-
-    /// Longest wait for one call to the broker: connecting and the answer
-    /// share this deadline, a retry on a fresh connection included (a write
-    /// the broker does not take gives up after as long again). Default 5 s.
-    pub fn timeout(mut self, timeout: Duration) -> Builder {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How often to send a heartbeat once subscribed. Default 4 s.
-    pub fn heartbeat_interval(mut self, interval: Duration) -> Builder {
-        self.heartbeat_interval = interval;
-        self
-    }
-
-    /// How long the broker may stay silent before the client subscribes
-    /// again. Default 10 s.
-    pub fn resubscribe_after(mut self, after: Duration) -> Builder {
-        self.resubscribe_after = after;
-        self
-    }
-
-    /// Starts listening and the client's threads. Does not contact the broker.
-    ///
-    /// # Errors
-    /// [`Error::Address`] if the broker address does not resolve;
-    /// [`Error::Io`] if the listen port cannot be bound or a thread cannot start.
-    pub fn build(self) -> Result<Client, Error> {
-        let broker = resolve(&self.broker)?;
-        let listen_ip = self.listen_ip.unwrap_or(match broker {
-            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        });
-        let listener = TcpListener::bind((listen_ip, self.listen_port))?;
-        let local = listener.local_addr()?;
-        let inner = Arc::new(Inner {
-            broker: self.broker,
-            listen_port: local.port(),
-            timeout: self.timeout,
-            heartbeat_interval: self.heartbeat_interval,
-            resubscribe_after: self.resubscribe_after,
-            token: self.token,
-            conn: Mutex::new(None),
-            callbacks: Mutex::new(HashMap::new()),
-            broker_seen: Mutex::new(Instant::now()),
-            broker_calls: AtomicU64::new(0),
-            accepted: Mutex::new(HashMap::new()),
-            next_conn_id: AtomicU64::new(0),
-            stopping: AtomicBool::new(false),
-            dispatch_full: AtomicBool::new(false),
-            dispatch_bytes: AtomicUsize::new(0),
-        });
-        let mut client = Client {
-            inner: inner.clone(),
-            wake: crate::net::loopback_for(local),
-            stop_heartbeat: None,
-            threads: Vec::new(),
-        };
-        // On any failure below, dropping `client` stops what was started.
-        let (tx, rx) = mpsc::sync_channel(listener::DISPATCH_QUEUE);
-        let i = inner.clone();
-        client.spawn("client listener", move || {
-            listener::accept_loop(listener, i, tx)
-        })?;
-        let i = inner.clone();
-        client.spawn("client dispatcher", move || listener::dispatch_loop(i, rx))?;
-        let (stop_tx, stop_rx) = mpsc::channel();
-        client.stop_heartbeat = Some(stop_tx);
-        client.spawn("client heartbeat", move || heartbeat::run(inner, stop_rx))?;
-        Ok(client)
-    }
+/// One topic's subscription: its callback, and the qos to subscribe with
+/// (again, after a broker restart).
+struct Subscription {
+    callback: Callback,
+    qos: Qos,
 }
 
 /// What the client's threads share.
@@ -188,7 +130,9 @@ struct Inner {
     token: Option<String>,
     /// The persistent connection to the broker, for every request.
     conn: Mutex<Option<Connection>>,
-    callbacks: Mutex<HashMap<String, Callback>>,
+    subscriptions: Mutex<HashMap<String, Subscription>>,
+    /// The latest ids delivered, to drop a qos 1 message sent twice.
+    dedupe: Mutex<Dedupe>,
     /// When the broker was last seen calling us (message or heartbeat),
     /// as far as the heartbeat thread has noticed.
     broker_seen: Mutex<Instant>,
@@ -209,20 +153,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// A new connection to the broker, resolved afresh, with the token;
-    /// made by `deadline`.
-    fn connect(&self, deadline: Instant) -> Result<Connection, Error> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::Io(std::io::ErrorKind::TimedOut.into()));
-        }
-        let mut conn = Connection::connect(resolve(&self.broker)?, left)?;
-        conn.authorize(self.token.as_deref());
-        Ok(conn)
-    }
-
-    fn lock_callbacks(&self) -> MutexGuard<'_, HashMap<String, Callback>> {
-        lock(&self.callbacks)
+    fn lock_subscriptions(&self) -> MutexGuard<'_, HashMap<String, Subscription>> {
+        lock(&self.subscriptions)
     }
 
     fn lock_broker_seen(&self) -> MutexGuard<'_, Instant> {
@@ -233,16 +165,18 @@ impl Inner {
         lock(&self.accepted)
     }
 
-    fn topics(&self) -> Vec<String> {
-        self.lock_callbacks().keys().cloned().collect()
+    /// Every topic subscribed to, with its qos.
+    fn topics(&self) -> Vec<(String, Qos)> {
+        let subscriptions = self.lock_subscriptions();
+        subscriptions
+            .iter()
+            .map(|(topic, s)| (topic.clone(), s.qos))
+            .collect()
     }
 
-    fn send_subscribe(&self, topic: &str) -> Result<(), Error> {
-        let body = format!("{{\"qos\":0,\"port\":\"{}\"}}", self.listen_port);
-        self.post(
-            &format!("/sub/{}", http::percent_encode_path(topic)),
-            body.as_bytes(),
-        )
+    fn send_subscribe(&self, topic: &str, qos: Qos) -> Result<(), Error> {
+        let body = qos::subscribe_body(qos, self.listen_port);
+        self.post(&format!("/sub/{}", http::percent_encode_path(topic)), &body)
     }
 
     fn send_heartbeat(&self) -> Result<(), Error> {
@@ -251,112 +185,33 @@ impl Inner {
         let body = format!("{{\"port\":\"{}\"}}", self.listen_port);
         self.post("/hb", body.as_bytes())
     }
-
-    /// One request on the persistent connection; Ok only for a 202.
-    fn post(&self, target: &str, body: &[u8]) -> Result<(), Error> {
-        if self.stopping.load(Ordering::SeqCst) {
-            return Err(Error::Closed);
-        }
-        // One deadline for the whole call, retry included.
-        let deadline = crate::deadline::after(self.timeout);
-        let mut conn = lock(&self.conn);
-        let reused = matches!(conn.as_ref(), Some(c) if !c.is_stale());
-        let first = self.exchange(&mut conn, reused, target, body, deadline);
-        match first {
-            // The broker closed the idle connection as we wrote: once more on
-            // a fresh one, as HTTP clients do. Not after part of an answer
-            // (`HttpError::UnexpectedEof`): that broker got the publish, and
-            // sending it again would publish it twice.
-            Err(Error::Io(ref e)) if reused && net::is_peer_close(e) => {
-                self.exchange(&mut conn, false, target, body, deadline)
-            }
-            other => other,
-        }
-    }
-
-    fn exchange(
-        &self,
-        conn: &mut Option<Connection>,
-        reuse: bool,
-        target: &str,
-        body: &[u8],
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        let c = match conn {
-            Some(c) if reuse => c,
-            _ => conn.insert(self.connect(deadline)?),
-        };
-        let result = send_and_read(c, target, body, deadline);
-        match &result {
-            Ok(keep_alive) if *keep_alive => {}
-            _ => *conn = None,
-        }
-        result.map(|_| ())
-    }
 }
 
-/// The target and body of a publish, as the Go client sends them.
-fn publish_request(topic: &str, data: &str) -> Result<(String, Vec<u8>), Error> {
+/// The target and body of a publish; with qos 0 and no retain, as the Go
+/// client sends them.
+fn publish_request(
+    topic: &str,
+    data: &str,
+    qos: Qos,
+    retain: bool,
+) -> Result<(String, Vec<u8>), Error> {
     topic::validate(topic).map_err(Error::InvalidTopic)?;
-    let mut body = String::with_capacity(data.len() + 20);
-    body.push_str("{\"data\":");
-    json::write_string(&mut body, data);
-    body.push_str(",\"qos\":0}");
     Ok((
         format!("/pub/{}", http::percent_encode_path(topic)),
-        body.into_bytes(),
+        qos::publish_body(data, qos, retain),
     ))
 }
 
-/// The first socket address `broker` resolves to; a numeric address is taken
-/// as it is, without a name lookup.
-fn resolve(broker: &str) -> Result<SocketAddr, Error> {
-    if let Ok(addr) = broker.parse() {
-        return Ok(addr);
-    }
-    broker
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| Error::Address(broker.to_owned()))
-}
-
-fn send_and_read(
-    conn: &mut Connection,
-    target: &str,
-    body: &[u8],
-    deadline: Instant,
-) -> Result<bool, Error> {
-    let sent = conn
-        .send(target, Some("application/json"), body)
-        .and_then(|()| conn.flush());
-    // The broker may answer (413, say) and close before taking the whole
-    // body: then its answer says more than our broken write. After any other
-    // write error (a timeout) there is nothing to wait for.
-    if let Err(e) = sent {
-        if !net::is_peer_close(&e) {
-            return Err(Error::Io(e));
-        }
-        return match conn.read_response_by(&net::response_limits(), deadline) {
-            Ok(response) if response.status != 202 => Err(status_error(&response)),
-            _ => Err(Error::Io(e)),
-        };
-    }
-    let response = conn.read_response_by(&net::response_limits(), deadline)?;
-    if response.status != 202 {
-        return Err(status_error(&response));
-    }
-    Ok(response.keep_alive)
-}
-
-fn status_error(response: &crate::http::Response) -> Error {
-    Error::Status {
-        status: response.status,
-        reason: String::from_utf8_lossy(&response.body).trim().to_owned(),
-    }
-}
-
 /// A publish/subscribe client. See the [module docs](self).
+///
+/// ```no_run
+/// use message_broker::client::{Client, Message};
+/// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+/// client.subscribe("hello/world", |msg: Message| println!("{}", msg.data))?;
+/// client.publish("hello/world", "MyData")?;
+/// client.close();
+/// # Ok::<(), message_broker::client::Error>(())
+/// ```
 pub struct Client {
     inner: Arc<Inner>,
     wake: SocketAddr,
@@ -374,18 +229,17 @@ impl Client {
     /// # Ok::<(), message_broker::client::Error>(())
     /// ```
     pub fn builder(broker: impl Into<String>) -> Builder {
-        Builder {
-            broker: broker.into(),
-            listen_port: DEFAULT_LISTEN_PORT,
-            listen_ip: None,
-            timeout: Duration::from_secs(5),
-            heartbeat_interval: Duration::from_secs(4),
-            resubscribe_after: Duration::from_secs(10),
-            token: None,
-        }
+        Builder::new(broker.into())
     }
 
     /// The port this client listens on for the broker's calls.
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// assert_ne!(client.listen_port(), 0);
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
     pub fn listen_port(&self) -> u16 {
         self.inner.listen_port
     }
@@ -406,19 +260,90 @@ impl Client {
     /// # Ok::<(), message_broker::client::Error>(())
     /// ```
     pub fn publish(&self, topic: &str, data: &str) -> Result<(), Error> {
-        let (target, body) = publish_request(topic, data)?;
+        let (target, body) = publish_request(topic, data, Qos::AtMostOnce, false)?;
         self.inner.post(&target, &body)
     }
 
+    /// Publishes `data` to `topic` as `options` say; returns the broker's
+    /// `Message-Id` for it, or `None` from a broker that sends none (the Go
+    /// broker).
+    ///
+    /// With [`Qos::AtLeastOnce`] (or `retain`) the broker answers once it has
+    /// stored the message. If that answer is lost (the connection fails or
+    /// closes before the answer, or the timeout passes) a qos 1 publish is
+    /// sent once more, on a fresh connection with a timeout of its own, with
+    /// the same `Idempotency-Key`, so that the broker takes it once: the
+    /// call can then take twice the [timeout](Builder::timeout). Without a
+    /// key in `options` the client makes one up for a qos 1 publish. A qos 0
+    /// publish is never sent twice (except, as for [`Client::publish`], when
+    /// an idle connection turns out closed before the broker read it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopic`] or [`Error::InvalidIdempotencyKey`] before
+    /// sending anything; [`Error::Status`] with the broker's reason if it
+    /// refused (507: it could not store the message; 400 from a broker that
+    /// knows no qos 1); [`Error::Io`] if no answer came back (for qos 1: to
+    /// the resend either); [`Error::Closed`] after [`Client::close`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use message_broker::client::{Client, Error, PublishOptions};
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let options = PublishOptions::at_least_once().idempotency_key("invoice-17");
+    /// match client.publish_with("billing", "sent", &options) {
+    ///     Ok(id) => println!("stored as message {id:?}"),
+    ///     Err(Error::Status { status: 507, .. }) => eprintln!("broker disk full"),
+    ///     Err(e) => eprintln!("publish failed, maybe stored: {e}"),
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn publish_with(
+        &self,
+        topic: &str,
+        data: &str,
+        options: &PublishOptions,
+    ) -> Result<Option<u64>, Error> {
+        let (target, body) = publish_request(topic, data, options.qos, options.retain)?;
+        let at_least_once = options.qos == Qos::AtLeastOnce;
+        let made_up;
+        let key = match &options.idempotency_key {
+            Some(key) => {
+                qos::validate_key(key).map_err(Error::InvalidIdempotencyKey)?;
+                Some(key.as_str())
+            }
+            None if at_least_once => {
+                made_up = qos::new_key();
+                Some(made_up.as_str())
+            }
+            None => None,
+        };
+        self.inner.call(&Request {
+            target: &target,
+            body: &body,
+            key,
+            retry_lost: at_least_once,
+        })
+    }
+
     /// A publisher that keeps up to 64 publishes in flight on a connection of
-    /// its own, for throughput; see [`Publisher`].
+    /// its own, for throughput; see [`Publisher`]. Its publishes are qos 0.
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let mut publisher = client.publisher();
+    /// publisher.send("hello/world", "MyData")?;
+    /// assert!(publisher.flush().is_empty());
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.inner.clone())
     }
 
-    /// Subscribes to `topic`: `callback` runs for each message of it, on the
-    /// client's dispatcher thread, one at a time in arrival order. A second
-    /// subscription to the same topic replaces the callback.
+    /// Subscribes to `topic` with qos 0 (as the Go client does): `callback`
+    /// runs for each message of it, on the client's dispatcher thread, one
+    /// at a time in arrival order. A second subscription to the same topic
+    /// replaces the callback.
     ///
     /// # Errors
     /// As for [`Client::publish`]; on error the callback is not kept.
@@ -434,22 +359,52 @@ impl Client {
     where
         F: FnMut(Message) + Send + 'static,
     {
+        self.subscribe_qos(topic, Qos::AtMostOnce, callback)
+    }
+
+    /// Subscribes to `topic` as [`Client::subscribe`] does, with `qos`. With
+    /// [`Qos::AtLeastOnce`] the subscription is durable: the broker keeps
+    /// the messages this client has not answered (while it is down, too) and
+    /// sends them again, in order, each with its [`Message::id`]; a message
+    /// seen within the last [`DEDUPE_WINDOW`] ids is answered and dropped
+    /// before the callback. The client acknowledges a message once it is
+    /// queued for the callback (when that queue is full it refuses it, and
+    /// the broker sends it later). A re-subscription after a broker restart
+    /// uses the same qos.
+    ///
+    /// # Errors
+    /// As for [`Client::publish`]; on error the callback is not kept.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use message_broker::client::{Client, Message, Qos};
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// client.subscribe_qos("orders", Qos::AtLeastOnce, |msg: Message| {
+    ///     println!("order event {:?}: {}", msg.id, msg.data);
+    /// })?;
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn subscribe_qos<F>(&self, topic: &str, qos: Qos, callback: F) -> Result<(), Error>
+    where
+        F: FnMut(Message) + Send + 'static,
+    {
         topic::validate(topic).map_err(Error::InvalidTopic)?;
         let callback: Callback = Arc::new(Mutex::new(Box::new(callback)));
+        let subscription = Subscription { callback, qos };
         // Registered first: the broker may deliver before its 202 reaches us.
         let previous = self
             .inner
-            .lock_callbacks()
-            .insert(topic.to_owned(), callback);
-        if previous.is_none() && self.inner.lock_callbacks().len() == 1 {
+            .lock_subscriptions()
+            .insert(topic.to_owned(), subscription);
+        if previous.is_none() && self.inner.lock_subscriptions().len() == 1 {
             *self.inner.lock_broker_seen() = Instant::now();
         }
-        let result = self.inner.send_subscribe(topic);
+        let result = self.inner.send_subscribe(topic, qos);
         if result.is_err() {
-            let mut callbacks = self.inner.lock_callbacks();
+            let mut subscriptions = self.inner.lock_subscriptions();
             match previous {
-                Some(previous) => callbacks.insert(topic.to_owned(), previous),
-                None => callbacks.remove(topic),
+                Some(previous) => subscriptions.insert(topic.to_owned(), previous),
+                None => subscriptions.remove(topic),
             };
         }
         result
@@ -457,6 +412,15 @@ impl Client {
 
     /// Stops the client's threads and frees its port. Dropping the client
     /// does the same.
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(10000).build()?;
+    /// client.close();
+    /// // Port 10000 is free again.
+    /// let _again = Client::builder("127.0.0.1:9999").listen_port(10000).build()?;
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
     pub fn close(mut self) {
         self.shutdown();
     }

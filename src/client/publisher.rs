@@ -5,8 +5,9 @@
 //! Owns that connection. Never retries a publish: a message whose answer was
 //! lost is reported as failed, since the broker may or may not have taken it.
 
+use super::call::status_error;
 use super::outbox::Outbox;
-use super::{Error, Inner, publish_request, status_error};
+use super::{Error, Inner, Qos, publish_request};
 use crate::net::{self, Connection};
 use std::collections::VecDeque;
 use std::io;
@@ -17,6 +18,18 @@ use std::sync::atomic::Ordering;
 pub const DEFAULT_WINDOW: usize = 64;
 
 /// A publish that failed, named by the number [`Publisher::send`] gave it.
+///
+/// ```no_run
+/// use message_broker::client::{Client, Failure};
+/// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+/// let mut publisher = client.publisher();
+/// let seq = publisher.send("hello/world", "MyData")?;
+/// for Failure { seq: failed, error } in publisher.flush() {
+///     assert_eq!(failed, seq);
+///     eprintln!("not published: {error}");
+/// }
+/// # Ok::<(), message_broker::client::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Failure {
     /// The message's number, counting from 0 for the publisher's first send.
@@ -93,6 +106,13 @@ impl Publisher {
 
     /// Sets how many publishes may await their answer at once (at least 1;
     /// 1 is lock-step). Default 64.
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let publisher = client.publisher().window(1);
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
     pub fn window(mut self, window: usize) -> Publisher {
         self.window = window.max(1);
         self
@@ -105,8 +125,19 @@ impl Publisher {
     /// # Errors
     /// [`Error::InvalidTopic`], [`Error::Closed`], or a failure to connect:
     /// the message was not sent and got no number.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let mut publisher = client.publisher();
+    /// let first = publisher.send("hello/world", "one")?;
+    /// let second = publisher.send("hello/world", "two")?;
+    /// assert_eq!(second, first + 1);
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
     pub fn send(&mut self, topic: &str, data: &str) -> Result<u64, Error> {
-        let (target, body) = publish_request(topic, data)?;
+        let (target, body) = publish_request(topic, data, Qos::AtMostOnce, false)?;
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
@@ -142,6 +173,17 @@ impl Publisher {
 
     /// Waits for the answer to every publish sent, then returns the failures
     /// since the last flush, in order. Empty: every message was accepted.
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let mut publisher = client.publisher();
+    /// publisher.send("hello/world", "MyData")?;
+    /// let failures = publisher.flush();
+    /// assert_eq!(publisher.in_flight(), 0);
+    /// println!("{} failed", failures.len());
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
     pub fn flush(&mut self) -> Vec<Failure> {
         while !self.in_flight.is_empty() {
             self.read_answers();
@@ -150,6 +192,15 @@ impl Publisher {
     }
 
     /// How many publishes await their answer.
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let mut publisher = client.publisher().window(8);
+    /// publisher.send("hello/world", "MyData")?;
+    /// assert!(publisher.in_flight() <= 1);
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
