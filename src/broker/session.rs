@@ -368,6 +368,8 @@ impl Endpoint {
         if state.closed {
             return None;
         }
+        // Only a sign of life from now on cuts a retry's backoff short.
+        state.kicked = false;
         let n = state.queue.len().min(BATCH_MAX);
         let taken: usize = state.queue.iter().take(n).map(Item::size).sum();
         state.bytes -= taken;

@@ -71,8 +71,13 @@ pub(crate) fn recover(dir: &Path, backlog_bytes: usize) -> io::Result<Recovered>
                     at += used;
                 }
                 Err(why) => {
-                    cut(&segment.path, at, bytes.len(), why)?;
-                    found.cut_bytes += (bytes.len() - at) as u64;
+                    // The writer grows a segment with zeros ahead of its
+                    // records: an all-zero rest is its clean end.
+                    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                    if end > at {
+                        cut(&segment.path, at, end, why)?;
+                        found.cut_bytes += (end - at) as u64;
+                    }
                     break;
                 }
             }
@@ -115,12 +120,13 @@ fn list(dir: &Path) -> io::Result<Vec<Segment>> {
     Ok(segments)
 }
 
-/// Truncates `path` at `at`, saying what was cut and why.
-fn cut(path: &Path, at: usize, len: usize, why: Cut) -> io::Result<()> {
+/// Truncates `path` at `at`, saying what was cut (up to `end`, where its
+/// zero-filled rest begins) and why.
+fn cut(path: &Path, at: usize, end: usize, why: Cut) -> io::Result<()> {
     log::warning!(
         "log: {}: cut {} bytes at offset {at}: {why}",
         path.display(),
-        len - at
+        end - at
     );
     let file = OpenOptions::new().write(true).open(path)?;
     file.set_len(at as u64)?;
