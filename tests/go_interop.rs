@@ -136,6 +136,31 @@ fn go_net_http_client_and_server_against_our_broker() {
     eprintln!("Go peer: {}", output.trim());
 }
 
+/// A broker with a data directory changes nothing for a Go client, which
+/// sends qos 0: it works as before, and none of its messages is stored.
+#[test]
+fn go_client_against_our_broker_with_a_data_directory() {
+    if !go_available() {
+        return;
+    }
+    let dir = support::durable::TempDir::new("go-data-dir");
+    let broker = BrokerProcess::start(&["--data-dir", &dir.arg("data")]);
+    let mut go = GoProgram::start(
+        "interop.go",
+        &["-a", &broker.addr.to_string(), "-m", "2000"],
+    );
+    let (ok, output) = go.wait();
+    assert!(
+        ok && output.lines().any(|l| l.starts_with("ok ")),
+        "Go peer failed:\n{output}"
+    );
+    assert_eq!(
+        support::metric(broker.addr, "broker_messages_stored_total"),
+        0
+    );
+    assert!(support::metric(broker.addr, "broker_messages_delivered_total") >= 2000);
+}
+
 #[test]
 fn our_client_against_a_go_net_http_broker() {
     if !go_available() {

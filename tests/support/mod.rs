@@ -3,6 +3,8 @@
 //! Every wait here has a deadline.
 #![allow(dead_code)]
 
+pub mod durable;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
