@@ -19,17 +19,20 @@
 //! `p50_us`, `p99_us`, `max_us`, and with `--broker-pid` the broker's
 //! `broker_rss_kib` (at the end) and `broker_cpu_s` (during the run).
 //!
+//! `--qos 1` publishes and subscribes at qos 1 (each publish answered once
+//! stored); `--data-dir DIR` gives the in-process broker (no `-a`) a log.
+//!
 //! `--startup PATH` instead starts the broker binary at PATH 10 times and
 //! prints how long each took from spawn to its ready line (`startup_us`).
 
 use message_broker::broker::{Broker, Config};
-use message_broker::client::{Client, Message};
+use message_broker::client::{Client, Message, Qos};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "flags: -a ADDR -m N -c NS -d S --pubs P --subs S --topics T --size B \
-                     --window W --rate R --broker-pid PID --no-lat";
+                     --window W --rate R --qos Q --data-dir DIR --broker-pid PID --no-lat";
 
 struct Args {
     addr: Option<String>,
@@ -44,6 +47,8 @@ struct Args {
     rate: f64,
     broker_pid: Option<u32>,
     latencies: bool,
+    qos: Qos,
+    data_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
         rate: 0.0,
         broker_pid: None,
         latencies: true,
+        qos: Qos::AtMostOnce,
+        data_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,6 +88,14 @@ fn parse_args() -> Result<Args, String> {
             "--window" => a.window = v.parse().map_err(|e| bad(&e))?,
             "--rate" => a.rate = v.parse().map_err(|e| bad(&e))?,
             "--broker-pid" => a.broker_pid = Some(v.parse().map_err(|e| bad(&e))?),
+            "--qos" => {
+                a.qos = match v.as_str() {
+                    "0" => Qos::AtMostOnce,
+                    "1" => Qos::AtLeastOnce,
+                    _ => return Err(bad(&"0 or 1")),
+                }
+            }
+            "--data-dir" => a.data_dir = Some(v.clone().into()),
             _ => return Err(format!("unknown flag {flag}; {USAGE}")),
         }
     }
@@ -111,6 +126,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bind: "127.0.0.1".parse()?,
                 port: 0,
                 log_level: message_broker::log::Level::Warn,
+                data_dir: args.data_dir.clone(),
                 ..Config::default()
             })?;
             let addr = broker.local_addr().to_string();
@@ -127,7 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for s in 0..args.subs {
         let client = Client::builder(addr.clone()).listen_port(0).build()?;
         let tx: Sender<Seen> = tx.clone();
-        client.subscribe(&topic(s), move |msg: Message| {
+        client.subscribe_qos(&topic(s), args.qos, move |msg: Message| {
             let now = epoch.elapsed().as_nanos() as u64;
             let mut f = msg.data.splitn(4, ',');
             let mut num = || {
@@ -155,9 +171,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let publishers: Vec<_> = (0..args.pubs)
         .map(|p| {
             let (addr, topic, n) = (addr.clone(), topic(p), per_pub[p]);
-            let (window, rate, cooldown, size) =
-                (args.window, args.rate, args.cooldown_ns, args.size);
-            thread::spawn(move || publish(&addr, &topic, p, n, window, rate, cooldown, size, epoch))
+            let (window, rate, cooldown, size, qos) = (
+                args.window,
+                args.rate,
+                args.cooldown_ns,
+                args.size,
+                args.qos,
+            );
+            thread::spawn(move || {
+                let pace = Pace {
+                    window,
+                    rate,
+                    cooldown_ns: cooldown,
+                    size,
+                    qos,
+                };
+                publish(&addr, &topic, p, n, &pace, epoch)
+            })
         })
         .collect();
     let (seen, end) = collect(&rx, expected, Duration::from_secs(args.max_wait_s), epoch);
@@ -174,23 +204,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How a publisher sends.
+struct Pace {
+    window: usize,
+    rate: f64,
+    cooldown_ns: u64,
+    size: usize,
+    qos: Qos,
+}
+
 fn publish(
     addr: &str,
     topic: &str,
     p: usize,
     n: usize,
-    window: usize,
-    rate: f64,
-    cooldown_ns: u64,
-    size: usize,
+    pace: &Pace,
     epoch: Instant,
 ) -> Result<(), String> {
+    let Pace {
+        window,
+        rate,
+        cooldown_ns,
+        size,
+        qos,
+    } = *pace;
     let client = Client::builder(addr)
         .listen_port(0)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut publisher = client.publisher().window(window);
+    let mut publisher = client.publisher().window(window).qos(qos);
     let started = Instant::now();
     for i in 0..n {
         if rate > 0.0 {

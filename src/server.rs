@@ -39,7 +39,8 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     /// The body, sent as it is.
     pub(crate) body: String,
-    /// Extra headers (`Allow`, `Content-Type`).
+    /// Extra headers (`Allow`, `Content-Type`), at most
+    /// [`MAX_REPLY_HEADERS`].
     pub(crate) headers: &'static [(&'static str, &'static str)],
     /// Close the connection after this answer.
     pub(crate) close: bool,
@@ -394,17 +395,50 @@ fn write_reply(
     close: bool,
     keep_alive_10: bool,
 ) -> io::Result<()> {
-    // Empty for the usual answer: no allocation.
-    let mut headers = reply.headers.to_vec();
-    if keep_alive_10 {
-        headers.push(("Connection", "keep-alive"));
+    // On the stack: a publish's answer allocates nothing.
+    let mut digits = [0u8; 20];
+    let id = reply.message_id.map(|id| decimal(id, &mut digits));
+    let extra = [
+        keep_alive_10.then_some(("Connection", "keep-alive")),
+        id.map(|id| ("Message-Id", id)),
+    ];
+    let mut headers = [("", ""); MAX_REPLY_HEADERS + 2];
+    let mut n = 0;
+    let all = reply
+        .headers
+        .iter()
+        .copied()
+        .chain(extra.into_iter().flatten());
+    for (slot, header) in headers.iter_mut().zip(all) {
+        *slot = header;
+        n += 1;
     }
-    let id;
-    if let Some(message_id) = reply.message_id {
-        id = message_id.to_string();
-        headers.push(("Message-Id", &id));
+    http::write_response(
+        writer,
+        reply.status,
+        &headers[..n],
+        reply.body.as_bytes(),
+        close,
+    )
+}
+
+/// Most headers a handler gives a [`Reply`] (`Allow`, `Content-Type`,
+/// `WWW-Authenticate`: one at a time).
+const MAX_REPLY_HEADERS: usize = 2;
+
+/// `n` in decimal, written into `buf`.
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    http::write_response(writer, reply.status, &headers, reply.body.as_bytes(), close)
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 /// The answer to a request that did not arrive in time. Ready before the
@@ -459,4 +493,17 @@ fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io:
         linger_close(&mut conn.socket, LINGER);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn decimal_writes_every_width() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 99, 1_796_063_850_630_306, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+        }
+    }
 }

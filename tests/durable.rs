@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 use support::durable::{
     Answer, Arrival, Endpoint, Frame, LimitedBroker, TempDir, check_ids, first_arrivals, get,
-    message_id, metric_value, post_with, pub_body, publish_qos, publish_qos1, subscribe_qos,
-    subscribe_qos1, wait_metric,
+    message_id, metric_value, post_with, pub_body, publish_qos1, subscribe_qos, subscribe_qos1,
+    wait_metric,
 };
 use support::{BrokerProcess, RawSubscriber, WAIT};
 
@@ -405,7 +405,7 @@ fn full_disk_answers_507_loses_nothing_acknowledged_and_qos0_goes_on() {
 
     // qos 0 does not touch the log.
     for i in 0..5 {
-        publish_qos(broker.addr, "light", &format!("light-{i}"), 0);
+        support::publish(broker.addr, "light", &format!("light-{i}"));
     }
     assert_eq!(light.recv_data(5), names("light", 5));
 
@@ -703,14 +703,28 @@ fn unusable_data_dir_exits_1() {
 #[test]
 fn message_ids_grow_and_are_not_reused_after_a_restart_without_a_data_dir() {
     let mut broker = BrokerProcess::start(&[]);
-    let first = publish_qos(broker.addr, "ids", "a", 0);
-    let second = publish_qos(broker.addr, "ids", "b", 0);
+    // A plain qos 0 publish gets the Go broker's answer: no Message-Id.
+    let plain = post_with(broker.addr, "/pub/ids", &pub_body("-", 0, false), &[]);
+    assert_eq!(plain.status, 202);
+    assert_eq!(plain.header("Message-Id"), None, "a plain qos 0 answer");
+    // With a key, qos 0 is numbered from the same counter.
+    let keyed = |data: &str, key: &str| {
+        let body = pub_body(data, 0, false);
+        message_id(&post_with(
+            broker.addr,
+            "/pub/ids",
+            &body,
+            &[("Idempotency-Key", key)],
+        ))
+    };
+    let first = keyed("a", "k-a");
+    let second = keyed("b", "k-b");
     assert!(second > first, "{first} then {second}");
     let third = publish_qos1(broker.addr, "ids", "c");
     assert!(third > second, "{second} then {third}");
     broker.kill();
     let broker = BrokerProcess::start(&[]);
-    let fourth = publish_qos(broker.addr, "ids", "d", 0);
+    let fourth = publish_qos1(broker.addr, "ids", "d");
     assert!(
         fourth > third,
         "the restarted broker reused ids: {third} then {fourth}"

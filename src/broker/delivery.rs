@@ -126,8 +126,8 @@ fn exchange(conn: &mut Connection, items: &[Item]) -> Result<(usize, bool), Fail
     for item in items {
         let sent = match item {
             Item::Message(m) if m.qos == Qos::One => {
-                let id = m.id.to_string();
-                let header = Some(("Message-Id", id.as_str()));
+                let mut digits = [0u8; 20];
+                let header = Some(("Message-Id", crate::server::decimal(m.id, &mut digits)));
                 conn.send_with("/msg", Some("application/json"), header, &m.body)
             }
             Item::Message(m) => conn.send("/msg", Some("application/json"), &m.body),

@@ -60,6 +60,7 @@ pub struct Publisher {
     inner: Arc<Inner>,
     conn: Option<Pipe>,
     window: usize,
+    qos: Qos,
     in_flight: VecDeque<u64>,
     next_seq: u64,
     failures: Vec<Failure>,
@@ -97,6 +98,7 @@ impl Publisher {
             inner,
             conn: None,
             window: DEFAULT_WINDOW,
+            qos: Qos::AtMostOnce,
             in_flight: VecDeque::new(),
             next_seq: 0,
             failures: Vec::new(),
@@ -115,6 +117,25 @@ impl Publisher {
     /// ```
     pub fn window(mut self, window: usize) -> Publisher {
         self.window = window.max(1);
+        self
+    }
+
+    /// Sets the QoS of every publish (default [`Qos::AtMostOnce`]). At
+    /// [`Qos::AtLeastOnce`] each answer comes once the broker stored the
+    /// message, and a broker with a log syncs a whole window with one write
+    /// to the disk. Never retried: a lost answer is a failure of
+    /// [`Publisher::flush`], and the message may or may not be stored.
+    ///
+    /// ```no_run
+    /// use message_broker::client::{Client, Qos};
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let mut publisher = client.publisher().window(64).qos(Qos::AtLeastOnce);
+    /// publisher.send("orders", "paid")?;
+    /// assert!(publisher.flush().is_empty(), "stored");
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn qos(mut self, qos: Qos) -> Publisher {
+        self.qos = qos;
         self
     }
 
@@ -137,7 +158,7 @@ impl Publisher {
     /// # Ok::<(), message_broker::client::Error>(())
     /// ```
     pub fn send(&mut self, topic: &str, data: &str) -> Result<u64, Error> {
-        let (target, body) = publish_request(topic, data, Qos::AtMostOnce, false)?;
+        let (target, body) = publish_request(topic, data, self.qos, false)?;
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }

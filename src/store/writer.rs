@@ -256,7 +256,12 @@ impl Writer {
         if end <= self.length {
             return;
         }
-        let target = end.next_multiple_of(GROW);
+        // Not past the segment's size limit: a segment closes there.
+        let limit = end.max(self.options.segment_bytes);
+        let target = end.next_multiple_of(GROW).min(limit);
+        if target <= self.length {
+            return;
+        }
         let zeros = vec![0u8; (target - self.length) as usize];
         if self.file.write_all_at(&zeros, self.length).is_ok() {
             self.length = target;
@@ -297,6 +302,12 @@ impl Writer {
         for record in self.state.snapshot() {
             record.encode(&mut head);
         }
+        // The closed segment keeps its records, not the zeros ahead of them.
+        let end = self.active().bytes;
+        self.file
+            .set_len(end)
+            .and_then(|()| self.file.sync_data())?;
+        self.length = end;
         let file = File::options()
             .create_new(true)
             .read(true)
