@@ -163,9 +163,19 @@ struct Conn {
     /// A write failed (or timed out): the peer is not reading, and nothing
     /// more is sent on this connection.
     write_failed: bool,
+    /// Answers held back, in order, behind one that is not known yet.
+    held: Vec<Held>,
 }
 
 impl Conn {
+    /// Waits for the held answers, in order, and queues them in `out`.
+    fn settle(&mut self) -> io::Result<()> {
+        for answer in self.held.drain(..) {
+            answer.write(&mut self.out)?;
+        }
+        Ok(())
+    }
+
     /// Writes `out`; what was written leaves it, even if a later part fails.
     fn send(&mut self) -> io::Result<()> {
         while !self.out.is_empty() {
@@ -198,6 +208,9 @@ impl Conn {
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Held answers wait only for requests that have already arrived:
+        // before a read that may wait on the peer, they are settled and sent.
+        self.settle()?;
         self.send()?;
         // Between requests the idle timeout, then a silent close; during
         // one, its deadline, then a 408 (which the watchdog, if it is the
@@ -232,18 +245,14 @@ pub(crate) fn serve(
         idle_timeout: settings.idle_timeout,
         write_timeout: settings.write_timeout,
         write_failed: false,
+        held: Vec::new(),
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     let limits = &settings.limits;
-    let mut held: Vec<Held> = Vec::new();
     let why = loop {
-        // Held answers wait only for requests that have already arrived:
-        // none waits behind a request still on its way.
-        if !held.is_empty() && !reader.buffer().windows(4).any(|w| w == b"\r\n\r\n") {
-            settle(&mut held, reader.get_mut())?;
-        }
         // Idle until the first byte of the next request, every answer sent.
         if reader.buffer().is_empty() {
+            reader.get_mut().settle()?;
             handler.idle();
             reader.get_mut().send()?;
             handler.sent();
@@ -262,12 +271,12 @@ pub(crate) fn serve(
             Ok(Some(head)) => head,
             Ok(None) => break Close::Peer,
             Err(e) => {
-                settle(&mut held, reader.get_mut())?;
+                reader.get_mut().settle()?;
                 return answer_error(reader.get_mut(), e, handler);
             }
         };
         if head.expect_continue {
-            settle(&mut held, reader.get_mut())?;
+            reader.get_mut().settle()?;
             if matches!(head.framing, BodyFraming::Length(n) if n > limits.max_body) {
                 return answer_error(reader.get_mut(), HttpError::PayloadTooLarge, handler);
             }
@@ -280,7 +289,7 @@ pub(crate) fn serve(
         let body = match http::read_body(&mut reader, head.framing, limits) {
             Ok(body) => body,
             Err(e) => {
-                settle(&mut held, reader.get_mut())?;
+                reader.get_mut().settle()?;
                 return answer_error(reader.get_mut(), e, handler);
             }
         };
@@ -296,11 +305,11 @@ pub(crate) fn serve(
             keep_10,
             head_only: head.method == "HEAD",
         };
-        if answer.reply.later.is_some() || !held.is_empty() {
+        if answer.reply.later.is_some() || !conn.held.is_empty() {
             // In order: once one answer waits, the next ones wait behind it.
-            held.push(answer);
-            if close || held.len() >= MAX_LATER {
-                settle(&mut held, conn)?;
+            conn.held.push(answer);
+            if close || conn.held.len() >= MAX_LATER {
+                conn.settle()?;
             }
         } else {
             answer.write(&mut conn.out)?;
@@ -314,7 +323,7 @@ pub(crate) fn serve(
         handler.end(conn.take_traffic());
     };
     let conn = reader.get_mut();
-    settle(&mut held, conn)?;
+    conn.settle()?;
     conn.send()?;
     handler.end(conn.take_traffic());
     linger_close(&mut conn.socket, LINGER);
@@ -342,14 +351,6 @@ impl Held {
         }
         Ok(())
     }
-}
-
-/// Waits for the held answers, in order, and queues them.
-fn settle(held: &mut Vec<Held>, conn: &mut Conn) -> io::Result<()> {
-    for answer in held.drain(..) {
-        answer.write(&mut conn.out)?;
-    }
-    Ok(())
 }
 
 /// How long a connection thread waits, after its last answer, for the peer

@@ -9,10 +9,11 @@ use super::metrics;
 use super::registry::{Publishing, Registry};
 use super::route::{self, Action};
 use super::routing::Qos;
+use crate::deadline;
 use crate::http::RequestHead;
 use crate::log;
 use crate::server::{self, Reply, Traffic};
-use crate::store::Publish;
+use crate::store::{Publish, StoreError};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -144,10 +145,19 @@ fn idempotency_key(head: &RequestHead) -> Result<Option<String>, Reply> {
     Ok(Some(key.to_owned()))
 }
 
-/// How long a request waits for the log before it answers 507.
+/// How long a request waits for the log, from when it was taken, before it
+/// answers 503.
 const STORE_WAIT: Duration = Duration::from_secs(10);
 
-/// The answer to an accepted publish.
+/// The answer to a request the log did not confirm: 507 when nothing was
+/// stored, 503 when it may yet be.
+fn not_stored(e: &StoreError) -> Reply {
+    match e {
+        StoreError::Failed(_) => Reply::status(507, e.to_string()),
+        StoreError::TimedOut => Reply::status(503, e.to_string()),
+    }
+}
+
 /// The answer to an accepted publish. It names the message's id when the
 /// publisher can use it: a stored message, or one sent with a key. A plain
 /// qos 0 publish gets the Go broker's answer, byte for byte (and the
@@ -179,10 +189,13 @@ fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Share
             return match registry.publish(publish) {
                 Publishing::Done(id) => published(registry, id, with_id),
                 Publishing::Storing(id, batch) => {
+                    // One deadline from now: held answers wait one after
+                    // the other, and must not each get the whole wait.
+                    let deadline = deadline::after(STORE_WAIT);
                     let registry = registry.clone();
-                    Reply::later(move || match registry.store.wait(&batch, STORE_WAIT) {
+                    Reply::later(move || match registry.store.wait(&batch, deadline) {
                         Ok(()) => published(&registry, id, true),
-                        Err(e) => Reply::status(507, e.to_string()),
+                        Err(e) => not_stored(&e),
                     })
                 }
             };
@@ -195,8 +208,12 @@ fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Share
                     return Reply::status(503, format!("broker busy: {e}"));
                 }
                 Ok(Some(batch)) => {
-                    if let Err(e) = registry.store.wait(&batch, STORE_WAIT) {
-                        return Reply::status(507, e.to_string());
+                    let stored = registry.store.wait(&batch, deadline::after(STORE_WAIT));
+                    if let Err(e) = stored {
+                        // Not stored: not subscribed either, so that a
+                        // retry stores it.
+                        registry.unstored_subscription(&topic, endpoint);
+                        return not_stored(&e);
                     }
                 }
                 Ok(None) => {}

@@ -201,13 +201,12 @@ impl Registry {
             });
             endpoint.enqueue(item, &self.settings, &self.metrics, false);
         }
-        let from = routing.last_stored;
-        drop((endpoints, routing));
         if qos == Qos::One && before != Some(Qos::One) {
+            // Under the lock, in order with any End record of this address.
             let record = Record::Subscribe {
                 endpoint: addr,
                 topic: topic.to_owned(),
-                from,
+                from: routing.last_stored,
             };
             return Ok(self.store.append(record));
         }
@@ -219,7 +218,9 @@ impl Registry {
     /// routes it once stored: then the answer waits on the batch.
     pub(crate) fn publish(&self, p: store::Publish) -> Publishing {
         match self.store.publish(&p) {
-            Published::Duplicate(id) => Publishing::Done(id),
+            Published::Duplicate(id, None) => Publishing::Done(id),
+            // The first copy is not stored yet: answer when it is.
+            Published::Duplicate(id, Some(batch)) => Publishing::Storing(id, batch),
             Published::New(id, Some(batch)) => Publishing::Storing(id, batch),
             Published::New(id, None) if p.is_stored() => {
                 let qos = if p.qos1 { Qos::One } else { Qos::Zero };
@@ -317,30 +318,54 @@ impl Registry {
     }
 
     /// Drops a dead qos 0 endpoint from every topic and frees its queue;
-    /// `unanswered` messages were sent but not answered.
-    pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>, reason: &DropReason, unanswered: usize) {
-        let lost = self.unlink(endpoint) + unanswered;
+    /// `unanswered` messages were sent but not answered. Returns false, and
+    /// drops nothing, if a qos 1 subscription made it durable meanwhile.
+    pub(crate) fn remove(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        reason: &DropReason,
+        unanswered: usize,
+    ) -> bool {
+        let (lost, _) = {
+            let mut routing = lock(&self.routing);
+            let mut endpoints = lock(&self.endpoints);
+            if endpoint.is_durable() {
+                return false;
+            }
+            unlink(&mut routing, &mut endpoints, endpoint)
+        };
+        let lost = lost + unanswered;
         self.count_drop(reason, lost);
         log::warning!(
             "subscriber {} dropped: {reason} ({lost} messages lost)",
             endpoint.addr
         );
+        true
     }
 
     /// Ends a qos 1 session for good (expired, or past its backlog).
     pub(crate) fn end_session(&self, endpoint: &Arc<Endpoint>, reason: &DropReason) {
-        if endpoint.is_closed() {
-            return;
-        }
-        let lost = self.unlink(endpoint);
+        let lost = {
+            let mut routing = lock(&self.routing);
+            let mut endpoints = lock(&self.endpoints);
+            if endpoint.is_closed() {
+                return;
+            }
+            let (lost, current) = unlink(&mut routing, &mut endpoints, endpoint);
+            if current {
+                // Under the lock: a subscription from the same address
+                // cannot slip its record in before this one.
+                self.store.append(Record::End {
+                    endpoint: endpoint.addr,
+                });
+            }
+            lost
+        };
         self.count_drop(reason, lost);
         log::warning!(
             "session of {} ended: {reason} ({lost} messages lost)",
             endpoint.addr
         );
-        self.store.append(Record::End {
-            endpoint: endpoint.addr,
-        });
     }
 
     fn count_drop(&self, reason: &DropReason, lost: usize) {
@@ -352,24 +377,28 @@ impl Registry {
     /// session expiry for qos 1), checked under the locks so that a
     /// subscription arriving meanwhile keeps it.
     pub(crate) fn expire(&self, endpoint: &Arc<Endpoint>) -> bool {
+        let durable = endpoint.is_durable();
         let lost = {
             let mut routing = lock(&self.routing);
             let mut endpoints = lock(&self.endpoints);
             if !endpoint.is_idle(&self.settings) {
                 return false;
             }
-            unlink(&mut routing, &mut endpoints, endpoint)
+            let (lost, current) = unlink(&mut routing, &mut endpoints, endpoint);
+            if durable && current {
+                self.store.append(Record::End {
+                    endpoint: endpoint.addr,
+                });
+            }
+            lost
         };
-        if endpoint.is_durable() {
+        if durable {
             let reason = DropReason::SessionExpired;
             self.count_drop(&reason, lost);
             log::warning!(
                 "session of {} ended: {reason} ({lost} messages lost)",
                 endpoint.addr
             );
-            self.store.append(Record::End {
-                endpoint: endpoint.addr,
-            });
         } else {
             self.count_drop(&DropReason::Idle, lost);
             log::info!("subscriber {} dropped: {}", endpoint.addr, DropReason::Idle);
@@ -377,12 +406,10 @@ impl Registry {
         true
     }
 
-    /// Unlinks `endpoint` from the tables and closes it; returns how many
-    /// queued messages were discarded.
-    fn unlink(&self, endpoint: &Arc<Endpoint>) -> usize {
-        let mut routing = lock(&self.routing);
-        let mut endpoints = lock(&self.endpoints);
-        unlink(&mut routing, &mut endpoints, endpoint)
+    /// A durable subscription whose record could not be stored: it is
+    /// taken back, so that the subscriber's retry stores it.
+    pub(crate) fn unstored_subscription(&self, topic: &str, addr: SocketAddr) {
+        lock(&self.routing).remove(topic, addr);
     }
 
     /// Stops every endpoint (broker shutdown). Durable sessions stay in
@@ -431,21 +458,24 @@ impl Registry {
     }
 }
 
+/// Closes `endpoint` and takes it out of the tables if it is still the one
+/// at its address; returns how many queued messages were discarded, and
+/// whether it was.
 fn unlink(
     routing: &mut Routing,
     endpoints: &mut HashMap<SocketAddr, Arc<Endpoint>>,
     endpoint: &Arc<Endpoint>,
-) -> usize {
+) -> (usize, bool) {
     let lost = endpoint.close();
     // A new endpoint may already sit at the same address: leave it be.
-    if endpoints
+    let current = endpoints
         .get(&endpoint.addr)
-        .is_some_and(|e| Arc::ptr_eq(e, endpoint))
-    {
+        .is_some_and(|e| Arc::ptr_eq(e, endpoint));
+    if current {
         endpoints.remove(&endpoint.addr);
         routing.remove_endpoint(endpoint.addr);
     }
-    lost
+    (lost, current)
 }
 
 /// Where a publish stands once [`Registry::publish`] returns.

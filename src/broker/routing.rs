@@ -66,6 +66,16 @@ impl Routing {
         }
     }
 
+    /// Removes the subscription of `endpoint` to `topic`.
+    pub(crate) fn remove(&mut self, topic: &str, endpoint: SocketAddr) {
+        if let Some(subs) = self.topics.get_mut(topic) {
+            subs.retain(|s| s.endpoint != endpoint);
+            if subs.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+    }
+
     /// Removes every subscription of `endpoint`.
     pub(crate) fn remove_endpoint(&mut self, endpoint: SocketAddr) {
         self.topics.retain(|_, subs| {
@@ -84,8 +94,12 @@ impl Routing {
         self.topics.get(topic).map_or(&[], Vec::as_slice)
     }
 
-    /// Sets (or, with empty data, clears) the retained message of `topic`.
+    /// Sets (or, with empty data, clears) the retained message of `topic`,
+    /// unless a newer one is already there (publishes in memory race).
     pub(crate) fn retain(&mut self, topic: &str, retained: Retained) {
+        if self.retained.get(topic).is_some_and(|r| r.id > retained.id) {
+            return;
+        }
         if retained.data.is_empty() {
             self.retained.remove(topic);
         } else {
@@ -136,8 +150,18 @@ mod tests {
         };
         r.retain("t", kept("x"));
         assert_eq!(r.retained("t"), Some(&kept("x")));
+        let older = Retained {
+            id: 0,
+            ..kept("old")
+        };
+        r.retain("t", older);
+        assert_eq!(r.retained("t"), Some(&kept("x")), "an older one loses");
         r.retain("t", kept(""));
         assert_eq!(r.retained("t"), None);
+        r.add("t", a, Qos::One);
+        r.remove("t", a);
+        r.remove("nope", a);
+        assert!(r.subscribers("t").iter().all(|s| s.endpoint != a));
         assert_eq!(Qos::One.min(Qos::Zero), Qos::Zero);
     }
 }

@@ -73,6 +73,14 @@ struct State {
     /// A qos 1 endpoint: its session outlives failures.
     durable: bool,
     last_alive: Instant,
+    /// A qos 1 endpoint failing since then, with no sign of life since:
+    /// its session expires this long after.
+    failing_since: Option<Instant>,
+    /// A heartbeat is queued: one is enough.
+    heartbeat_queued: bool,
+    /// qos 0 messages in a qos 1 endpoint's queue (count, bytes): bounded
+    /// like a qos 0 queue, and not part of the backlog.
+    loose: (usize, usize),
     /// A heartbeat or a subscription arrived: retry now.
     kicked: bool,
     /// Set once a publisher gave up waiting for room; cleared when the queue
@@ -130,6 +138,9 @@ impl Endpoint {
                 closed: false,
                 durable,
                 last_alive: Instant::now(),
+                failing_since: None,
+                heartbeat_queued: false,
+                loose: (0, 0),
                 kicked: false,
                 stalled: false,
                 bytes: 0,
@@ -163,16 +174,31 @@ impl Endpoint {
         if state.closed {
             return Enqueued::Closed;
         }
+        if matches!(item, Item::Heartbeat) {
+            if state.heartbeat_queued {
+                return Enqueued::Queued; // one answers them all
+            }
+            state.heartbeat_queued = true;
+        }
         if state.durable {
+            if item.is_message() && !item.is_owed() {
+                let (count, bytes) = state.loose;
+                if count >= settings.queue_capacity || bytes + size > settings.queue_bytes {
+                    metrics.lost(Loss::QueueFull, 1);
+                    return Enqueued::DroppedOldest;
+                }
+                state.loose = (count + 1, bytes + size);
+            }
             state.bytes += size;
             state.queue.push_back(item);
             self.wake_sender(&state);
-            if state.bytes > settings.backlog_bytes {
+            if state.bytes.saturating_sub(state.loose.1) > settings.backlog_bytes {
                 return Enqueued::OverBacklog;
             }
             return Enqueued::Queued;
         }
         if matches!(item, Item::Heartbeat) && state.is_full(0, settings) {
+            state.heartbeat_queued = false;
             return Enqueued::Queued; // a full queue is answer enough
         }
         // Overflow-safe: an absurd wait is as good as waiting forever.
@@ -231,35 +257,60 @@ impl Endpoint {
 
     /// Makes this a qos 1 endpoint (it stays one for its life).
     pub(crate) fn make_durable(&self) {
-        self.lock().durable = true;
+        let mut state = self.lock();
+        if !state.durable {
+            state.durable = true;
+            // What is queued already is qos 0: count it as such.
+            let loose = state.queue.iter().filter(|i| i.is_message());
+            state.loose = loose.fold((0, 0), |(n, b), i| (n + 1, b + i.size()));
+        }
     }
 
     pub(crate) fn is_durable(&self) -> bool {
         self.lock().durable
     }
 
-    /// Records a sign of life (a subscription or a delivered item).
+    /// A delivery succeeded.
     pub(crate) fn touch(&self) {
-        self.lock().last_alive = Instant::now();
+        let mut state = self.lock();
+        state.last_alive = Instant::now();
+        state.failing_since = None;
+    }
+
+    /// A delivery failed: a qos 1 session's expiry runs from the first
+    /// failure after a success or a sign of life.
+    pub(crate) fn failed(&self) {
+        let mut state = self.lock();
+        state.failing_since.get_or_insert_with(Instant::now);
     }
 
     /// A sign of life from the subscriber itself (a heartbeat or a
-    /// subscription): also cuts a retry's backoff short.
+    /// subscription): also cuts a retry's backoff short, and restarts a
+    /// failing session's expiry.
     pub(crate) fn kick(&self) {
         let mut state = self.lock();
-        state.last_alive = Instant::now();
+        let now = Instant::now();
+        state.last_alive = now;
+        if state.failing_since.is_some() {
+            state.failing_since = Some(now);
+        }
         state.kicked = true;
         self.wake_sender(&state);
     }
 
-    /// Whether the endpoint has shown no sign of life for its limit: the
-    /// liveness timeout, or the session expiry for a qos 1 endpoint.
+    /// Whether the endpoint is past its limit: no delivery and no sign of
+    /// life for the liveness timeout (qos 0), or unreachable for the session
+    /// expiry (qos 1; a qos 1 endpoint that is merely sent nothing stays).
     pub(crate) fn is_idle(&self, settings: &Settings) -> bool {
         let state = self.lock();
-        match limit(&state, settings) {
-            Some(limit) => state.last_alive.elapsed() >= limit,
-            None => false,
-        }
+        deadline(&state, settings).is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// How long a failing qos 1 session has left before it expires.
+    pub(crate) fn expires_in(&self, settings: &Settings) -> Option<Duration> {
+        let state = self.lock();
+        let deadline = deadline(&state, settings).filter(|_| state.durable)?;
+        Some(deadline.saturating_duration_since(Instant::now()))
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -273,6 +324,8 @@ impl Endpoint {
         state.closed = true;
         let queue = std::mem::take(&mut state.queue);
         state.bytes = 0;
+        state.loose = (0, 0);
+        state.heartbeat_queued = false;
         self.wake.notify_all();
         self.room.notify_all();
         queue.iter().filter(|i| i.is_message()).count()
@@ -348,8 +401,7 @@ impl Endpoint {
     pub(crate) fn next_batch(&self, batch: &mut Vec<Item>, settings: &Settings) -> Option<()> {
         let mut state = self.lock();
         while state.queue.is_empty() && !state.closed {
-            // Overflow-safe: an absurd limit is as good as none.
-            let deadline = limit(&state, settings).and_then(|l| state.last_alive.checked_add(l));
+            let deadline = deadline(&state, settings);
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left.is_some_and(|l| l.is_zero()) {
                 return None;
@@ -373,7 +425,18 @@ impl Endpoint {
         let n = state.queue.len().min(BATCH_MAX);
         let taken: usize = state.queue.iter().take(n).map(Item::size).sum();
         state.bytes -= taken;
+        let start = batch.len();
         batch.extend(state.queue.drain(..n));
+        for item in &batch[start..] {
+            match item {
+                Item::Heartbeat => state.heartbeat_queued = false,
+                Item::Message(_) if state.durable && !item.is_owed() => {
+                    let (count, bytes) = state.loose;
+                    state.loose = (count.saturating_sub(1), bytes.saturating_sub(item.size()));
+                }
+                Item::Message(_) => {}
+            }
+        }
         let messages = batch.iter().filter(|i| i.is_message()).count();
         state.in_flight = (messages, taken);
         if state.queue.is_empty() {
@@ -387,11 +450,12 @@ impl Endpoint {
     }
 }
 
-/// How long the endpoint may show no sign of life.
-fn limit(state: &State, settings: &Settings) -> Option<Duration> {
+/// When the endpoint is past its limit, if it has one now. Overflow-safe:
+/// an absurd limit is as good as none.
+fn deadline(state: &State, settings: &Settings) -> Option<Instant> {
     if state.durable {
-        Some(settings.session_expiry)
+        state.failing_since?.checked_add(settings.session_expiry)
     } else {
-        settings.liveness
+        state.last_alive.checked_add(settings.liveness?)
     }
 }

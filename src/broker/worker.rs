@@ -60,16 +60,24 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
                         endpoint.addr
                     );
                 }
+                endpoint.failed();
                 if endpoint.is_idle(&settings) && registry.expire(&endpoint) {
                     return;
                 }
-                endpoint.back_off(backoff);
+                // Not past the expiry: the session is checked again then.
+                let left = endpoint.expires_in(&settings).unwrap_or(backoff);
+                endpoint.back_off(backoff.min(left.max(Duration::from_millis(1))));
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
             Err((reason, _)) => {
                 let unanswered = batch[answered..].iter().filter(|i| i.is_message()).count();
-                registry.remove(&endpoint, &reason, unanswered);
-                return;
+                if registry.remove(&endpoint, &reason, unanswered) {
+                    return;
+                }
+                // A qos 1 subscription came in meanwhile: keep what it is owed.
+                registry
+                    .metrics
+                    .lost(Loss::SubscriberGone, endpoint.requeue(&batch[answered..]));
             }
         }
         batch.clear();

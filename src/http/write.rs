@@ -181,6 +181,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "",
     }
 }
@@ -318,7 +319,7 @@ mod tests {
     #[test]
     fn every_known_status_has_a_phrase() {
         for s in [
-            100, 200, 202, 400, 401, 404, 405, 408, 413, 414, 417, 431, 500, 503, 505,
+            100, 200, 202, 400, 401, 404, 405, 408, 413, 414, 417, 431, 500, 503, 505, 507,
         ] {
             assert!(!reason_phrase(s).is_empty(), "{s}");
         }

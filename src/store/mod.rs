@@ -15,6 +15,7 @@
 //! for the records that became durable, and reads its counters.
 
 mod crc32c;
+mod keys;
 mod record;
 mod recover;
 mod state;
@@ -24,7 +25,6 @@ pub(crate) use record::{Record, Stored};
 pub(crate) use recover::Recovered;
 pub(crate) use writer::Batch;
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File, TryLockError};
 use std::io;
@@ -71,13 +71,25 @@ pub(crate) struct Options {
     pub(crate) backlog_bytes: usize,
 }
 
-/// Why a record was not stored; a publish gets 507 with it.
+/// Why a record is not known to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StoreError(pub(crate) String);
+pub(crate) enum StoreError {
+    /// The write or the sync failed: nothing was stored (507).
+    Failed(String),
+    /// The log did not answer by the deadline: the record may still be
+    /// stored later (503; a retry with the same key is safe).
+    TimedOut,
+}
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "could not store the message: {}", self.0)
+        match self {
+            StoreError::Failed(e) => write!(f, "could not store the message: {e}"),
+            StoreError::TimedOut => f.write_str(
+                "the log did not answer in time; the message may still be stored \
+                 (a retry with the same Idempotency-Key is safe)",
+            ),
+        }
     }
 }
 
@@ -102,7 +114,7 @@ pub(crate) struct StoreMetrics {
 #[derive(Debug)]
 pub(crate) enum Published {
     /// The key was seen in the window: the first message's id; nothing new.
-    Duplicate(u64),
+    Duplicate(u64, Option<Arc<Batch>>),
     /// A new message with this id; stored once the batch (if any) is done.
     New(u64, Option<Arc<Batch>>),
 }
@@ -127,9 +139,7 @@ impl Publish {
 /// Records waiting for the writer, and the keys in their window.
 struct Inner {
     pending: writer::Pending,
-    keys: HashMap<(String, String), (u64, Instant)>,
-    /// Keys in the order they were added, for pruning.
-    key_order: VecDeque<(Instant, String, String)>,
+    keys: keys::Keys,
     closing: bool,
 }
 
@@ -173,8 +183,7 @@ impl Store {
             next_id: AtomicU64::new(first_id(max_id)),
             inner: Mutex::new(Inner {
                 pending: writer::Pending::new(disk.as_ref().map(|d| d.fsync)),
-                keys: HashMap::new(),
-                key_order: VecDeque::new(),
+                keys: keys::Keys::default(),
                 closing: false,
             }),
             work: Condvar::new(),
@@ -246,7 +255,7 @@ impl Store {
                 let age = Duration::from_millis(now.1.saturating_sub(*time_ms));
                 if age < dedupe_window {
                     let at = now.0.checked_sub(age).unwrap_or(now.0);
-                    remember(&mut inner, topic, key, *id, at);
+                    inner.keys.remember(topic, key, *id, at, None);
                 }
             }
         }
@@ -294,18 +303,17 @@ impl Store {
         }
         let mut inner = lock(&self.inner);
         let now = Instant::now();
-        if let Some(key) = &p.key {
-            prune(&mut inner, now, self.dedupe_window);
-            if let Some((id, _)) = inner.keys.get(&(p.topic.clone(), key.clone())) {
-                self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
-                return Published::Duplicate(*id);
-            }
+        if let Some(key) = &p.key
+            && let Some(seen) = inner.keys.find(&p.topic, key, now, self.dedupe_window)
+        {
+            self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Published::Duplicate(seen.id, seen.batch.clone());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Some(key) = &p.key {
-            remember(&mut inner, &p.topic, key, id, now);
-        }
         if !p.is_stored() || self.disk.is_none() {
+            if let Some(key) = &p.key {
+                inner.keys.remember(&p.topic, key, id, now, None);
+            }
             if p.is_stored() {
                 self.metrics.stored.fetch_add(1, Ordering::Relaxed);
             }
@@ -322,7 +330,13 @@ impl Store {
         });
         // No wake-up here: the writer is woken by the first one to wait, so
         // that a pipelined burst goes into one batch.
-        Published::New(id, Some(inner.pending.push(record)))
+        let batch = inner.pending.push(record);
+        if let Some(key) = &p.key {
+            inner
+                .keys
+                .remember(&p.topic, key, id, now, Some(batch.clone()));
+        }
+        Published::New(id, Some(batch))
     }
 
     /// Appends a session record (subscribe, ack, end); in memory there is
@@ -340,12 +354,12 @@ impl Store {
     /// Waits until `batch` is written (and synced, as `--fsync` says).
     ///
     /// # Errors
-    /// The write or the sync failed, or took longer than `limit`.
-    pub(crate) fn wait(&self, batch: &Batch, limit: Duration) -> Result<(), StoreError> {
+    /// The write or the sync failed, or `deadline` passed first.
+    pub(crate) fn wait(&self, batch: &Batch, deadline: Instant) -> Result<(), StoreError> {
         // Taking the lock orders this wake-up after the writer's check.
         drop(lock(&self.inner));
         self.work.notify_one();
-        batch.wait(limit)
+        batch.wait(deadline)
     }
 
     /// Writes what is pending and stops the writer (broker shutdown).
@@ -364,34 +378,7 @@ impl Store {
             if let Record::Message(s) = r
                 && let Some(key) = &s.key
             {
-                let k = (s.topic.clone(), key.clone());
-                if inner.keys.get(&k).is_some_and(|(id, _)| *id == s.id) {
-                    inner.keys.remove(&k);
-                }
-            }
-        }
-    }
-}
-
-fn remember(inner: &mut Inner, topic: &str, key: &str, id: u64, at: Instant) {
-    inner
-        .keys
-        .insert((topic.to_owned(), key.to_owned()), (id, at));
-    inner
-        .key_order
-        .push_back((at, topic.to_owned(), key.to_owned()));
-}
-
-/// Forgets keys older than the window, oldest first.
-fn prune(inner: &mut Inner, now: Instant, window: Duration) {
-    while let Some((at, _, _)) = inner.key_order.front() {
-        if now.saturating_duration_since(*at) < window {
-            break;
-        }
-        if let Some((at, topic, key)) = inner.key_order.pop_front() {
-            let k = (topic, key);
-            if inner.keys.get(&k).is_some_and(|(_, t)| *t == at) {
-                inner.keys.remove(&k);
+                inner.keys.forget(&s.topic, key, s.id);
             }
         }
     }

@@ -59,6 +59,9 @@ pub(crate) enum Record {
     Ack { endpoint: SocketAddr, id: u64 },
     /// `endpoint`'s session ended (expired, or past its backlog).
     End { endpoint: SocketAddr },
+    /// Ids up to `max` were given out (in a snapshot: ids are never reused,
+    /// even once the segments holding them are deleted).
+    Ids { max: u64 },
 }
 
 /// Why the bytes at some offset are not a record.
@@ -123,6 +126,10 @@ impl Record {
             Record::End { endpoint } => {
                 out.push(6);
                 string(out, &endpoint.to_string());
+            }
+            Record::Ids { max } => {
+                out.push(7);
+                out.extend_from_slice(&max.to_le_bytes());
             }
         }
         let len = (out.len() - start - HEADER) as u32;
@@ -248,6 +255,7 @@ fn parse(payload: &[u8]) -> Option<Record> {
         6 => Record::End {
             endpoint: r.endpoint()?,
         },
+        7 => Record::Ids { max: r.u64()? },
         _ => return None,
     };
     // Trailing bytes mean a record we do not understand.
@@ -296,6 +304,7 @@ mod tests {
                 id: 42,
             },
             Record::End { endpoint },
+            Record::Ids { max: u64::MAX - 1 },
         ]
     }
 

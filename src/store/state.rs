@@ -78,10 +78,12 @@ impl State {
                 topic,
                 from,
             } => {
+                self.max_id = self.max_id.max(*from);
                 let session = self.sessions.entry(*endpoint).or_default();
                 session.topics.entry(topic.clone()).or_insert(*from);
             }
             Record::Ack { endpoint, id } => {
+                self.max_id = self.max_id.max(*id);
                 if let Some(session) = self.sessions.get_mut(endpoint) {
                     session.position = session.position.max(*id);
                 }
@@ -89,6 +91,7 @@ impl State {
             Record::End { endpoint } => {
                 self.sessions.remove(endpoint);
             }
+            Record::Ids { max } => self.max_id = self.max_id.max(*max),
         }
     }
 
@@ -107,10 +110,13 @@ impl State {
         self.keys.retain(|_, (_, time)| *time >= oldest_ms);
     }
 
-    /// Records that rebuild this state on their own: written at the head of
-    /// every new segment.
-    pub(crate) fn snapshot(&self) -> Vec<Record> {
-        let mut records = Vec::new();
+    /// Records that rebuild this state on their own, with `given` the
+    /// highest id given out so far: written at the head of every new
+    /// segment.
+    pub(crate) fn snapshot(&self, given: u64) -> Vec<Record> {
+        let mut records = vec![Record::Ids {
+            max: given.max(self.max_id),
+        }];
         for s in self.retained.values() {
             records.push(Record::Retained(Stored {
                 key: None,
@@ -194,12 +200,13 @@ mod tests {
 
         // A snapshot rebuilds the same state on its own.
         let mut again = State::default();
-        for r in state.snapshot() {
+        for r in state.snapshot(99) {
             again.apply(&r);
         }
         assert_eq!(again.sessions, state.sessions);
         assert_eq!(again.retained.keys().collect::<Vec<_>>(), vec!["t"]);
         assert_eq!(again.keys, state.keys);
+        assert_eq!(again.max_id, 99, "ids given out survive the snapshot");
 
         state.apply(&Record::End { endpoint: b });
         assert_eq!(state.floor(), 2);

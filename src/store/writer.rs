@@ -38,18 +38,15 @@ pub(crate) struct Batch {
 impl Batch {
     /// Waits until the batch is written; see `Store::wait`, which also
     /// wakes the writer.
-    pub(super) fn wait(&self, limit: Duration) -> Result<(), StoreError> {
-        let deadline = Instant::now().checked_add(limit);
+    pub(super) fn wait(&self, deadline: Instant) -> Result<(), StoreError> {
         let mut result = lock(&self.result);
         loop {
             if let Some(r) = result.as_ref() {
                 return r.clone();
             }
-            let left = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(StoreError("the log did not answer in time".into()));
+                return Err(StoreError::TimedOut);
             }
             result = self
                 .done
@@ -106,32 +103,21 @@ pub(super) fn spawn(
     options: Options,
     recovered: Recovered,
 ) -> io::Result<JoinHandle<()>> {
-    let mut segments = recovered.segments;
-    if segments.is_empty() {
-        let path = segment_path(&options.dir, 1);
-        File::create_new(&path)?;
-        sync_dir(&options)?;
-        segments.push(Segment {
-            seq: 1,
-            path,
-            bytes: 0,
-            last_id: 0,
-            written_ms: now_ms(),
-        });
-    }
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .open(&segments[segments.len() - 1].path)?;
-    let length = file.metadata()?.len();
+    // Placeholder until the first segment of this run is begun.
+    let file = File::open(&options.dir)?;
     let mut writer = Writer {
         options,
         state: recovered.state,
-        segments,
+        segments: recovered.segments,
         file,
-        length,
+        length: 0,
+        head: 0,
         last_sweep: Instant::now(),
     };
+    // Every run writes to a segment of its own, which begins with the whole
+    // state: a segment torn while it was begun (a crash in a rotation)
+    // never stands alone behind older ones that could be deleted.
+    writer.begin_segment(&store)?;
     writer.gauges(&store);
     thread::Builder::new()
         .name("log writer".into())
@@ -146,6 +132,9 @@ struct Writer {
     file: File,
     /// The active file's length: its records, then zeros.
     length: u64,
+    /// Bytes of the state snapshot at the active segment's head (not
+    /// counted against `--segment-bytes`).
+    head: u64,
     last_sweep: Instant,
 }
 
@@ -202,7 +191,7 @@ impl Writer {
                 store.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
                 log::warning!("log: write failed, answering 507: {e}");
                 store.forget_keys(&batch.records);
-                batch.batch.finish(Err(StoreError(e.to_string())));
+                batch.batch.finish(Err(StoreError::Failed(e.to_string())));
             }
         }
         self.gauges(store);
@@ -289,25 +278,31 @@ impl Writer {
         &mut self.segments[last]
     }
 
-    /// Past the size limit, begins a new segment with the state at its head.
+    /// Past the size limit, begins a new segment.
     fn rotate_if_full(&mut self, store: &Store) -> io::Result<()> {
-        if self.active().bytes < self.options.segment_bytes {
+        if self.active().bytes.saturating_sub(self.head) < self.options.segment_bytes {
             return Ok(());
         }
-        let seq = self.active().seq + 1;
+        self.begin_segment(store)
+    }
+
+    /// Closes the active segment (cut back to its records) and begins the
+    /// next one with a snapshot of the state at its head, synced, with its
+    /// directory entry, before anything is written after it.
+    fn begin_segment(&mut self, store: &Store) -> io::Result<()> {
+        if let Some(active) = self.segments.last() {
+            let file = File::options().write(true).open(&active.path)?;
+            file.set_len(active.bytes).and_then(|()| file.sync_data())?;
+            self.length = active.bytes;
+        }
+        let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         let path = segment_path(&self.options.dir, seq);
         let mut head = Vec::new();
         self.state
             .prune_keys(now_ms().saturating_sub(key_window_ms(store)));
-        for record in self.state.snapshot() {
+        for record in self.state.snapshot(store.next_id.load(Ordering::Relaxed)) {
             record.encode(&mut head);
         }
-        // The closed segment keeps its records, not the zeros ahead of them.
-        let end = self.active().bytes;
-        self.file
-            .set_len(end)
-            .and_then(|()| self.file.sync_data())?;
-        self.length = end;
         let file = File::options()
             .create_new(true)
             .read(true)
@@ -320,6 +315,7 @@ impl Writer {
         }
         self.file = file;
         self.length = head.len() as u64;
+        self.head = head.len() as u64;
         self.segments.push(Segment {
             seq,
             path,
@@ -336,18 +332,18 @@ impl Writer {
         self.last_sweep = Instant::now();
         let floor = self.state.floor();
         let oldest = now_ms().saturating_sub(self.options.retention.as_millis() as u64);
-        let active = self.active().seq;
-        let mut kept = Vec::with_capacity(self.segments.len());
-        for segment in self.segments.drain(..) {
-            let unneeded =
-                segment.seq != active && segment.last_id <= floor && segment.written_ms <= oldest;
-            if unneeded && fs::remove_file(&segment.path).is_ok() {
-                log::debug!("log: deleted {}", segment.path.display());
-                continue;
+        // Oldest first, and only an unbroken run of them: the state each
+        // later segment begins with stands for everything before it.
+        let mut deleted = 0;
+        for segment in &self.segments[..self.segments.len() - 1] {
+            let unneeded = segment.last_id <= floor && segment.written_ms <= oldest;
+            if !unneeded || fs::remove_file(&segment.path).is_err() {
+                break;
             }
-            kept.push(segment);
+            log::debug!("log: deleted {}", segment.path.display());
+            deleted += 1;
         }
-        self.segments = kept;
+        self.segments.drain(..deleted);
         self.gauges(store);
     }
 
