@@ -86,10 +86,13 @@ build() {
   echo "== $name kernel built in $((SECONDS - started)) s ${*:+with $*}"
 }
 
-# boot NAME KRAFTFILE [EXTRA ARGS...]: boots kernel NAME with the broker
-# under that Kraftfile's command (plus extra flags), drives it, stops it.
+# boot NAME KRAFTFILE [EXTRA ARGS...]: boots kernel NAME (or
+# $UNIKERNEL_BOOT_KERNEL) with the broker under that Kraftfile's command (plus
+# extra flags), drives it with the test $UNIKERNEL_BOOT_TEST (default
+# `drive`) of tests/unikernel_boot.rs, stops it.
 boot() {
   local name=$1 kraftfile=$2; shift 2
+  local kernel=${UNIKERNEL_BOOT_KERNEL:-$name}
   local console=$logs/$name-console.log port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   local -a args
@@ -98,7 +101,7 @@ boot() {
   echo "== $name: /broker ${args[*]}"
   local started
   started=$(date +%s%N)
-  bash "$work/$name-src/boot-elfloader.sh" "$work/$name" "$bin" "$port" 9999 -- "${args[@]}" \
+  bash "$work/$kernel-src/boot-elfloader.sh" "$work/$kernel" "$bin" "$port" 9999 -- "${args[@]}" \
     >"$console" 2>&1 </dev/null &
   qemu=$!
   local ready=""
@@ -112,12 +115,12 @@ boot() {
   fi
   echo "  boot to listening: $(( ($(date +%s%N) - started) / 1000000 )) ms (QEMU start included)"
   local max_subscribers
-  max_subscribers=$(printf '%s\n' "${args[@]}" | grep -A1 -x -- --max-subscribers | tail -1)
+  max_subscribers=$(printf '%s\n' "${args[@]}" | grep -A1 -x -- --max-subscribers | tail -1 || true)
   local request_timeout
-  request_timeout=$(printf '%s\n' "${args[@]}" | grep -A1 -x -- --request-timeout | tail -1)
+  request_timeout=$(printf '%s\n' "${args[@]}" | grep -A1 -x -- --request-timeout | tail -1 || true)
   if ! UNIKERNEL_BOOT_BROKER=127.0.0.1:$port UNIKERNEL_BOOT_SUBSCRIBERS=$max_subscribers \
     UNIKERNEL_BOOT_REQUEST_TIMEOUT=$request_timeout \
-    cargo test -q --test unikernel_boot -- --ignored --nocapture --exact drive \
+    cargo test -q --test unikernel_boot -- --ignored --nocapture --exact "${UNIKERNEL_BOOT_TEST:-drive}" \
     >"$logs/$name-host.log" 2>&1; then
     cat "$logs/$name-host.log"; echo "--- console"; cat "$console"
     echo "unikernel-boot: $name: the host side failed" >&2; exit 1
@@ -150,5 +153,9 @@ build base
 build raised "${raised[@]}"
 boot base Kraftfile.base --request-timeout 2s --liveness-timeout 60
 boot raised Kraftfile --request-timeout 2s --liveness-timeout 60
+# The log on the real kernel: qos 1 and a retained message with --data-dir
+# (on the initrd's ramfs, so not its persistence across boots).
+UNIKERNEL_BOOT_TEST=durable UNIKERNEL_BOOT_KERNEL=raised \
+  boot durable Kraftfile --data-dir /data --liveness-timeout 60
 if [ "${UNIKERNEL_CAPACITY:-}" = 1 ]; then capacity base; capacity raised; fi
 echo "unikernel-boot: ok"

@@ -34,6 +34,18 @@
 //! # }
 //! ```
 //!
+//! # Nothing lost, when asked for
+//!
+//! A publish or a subscription with `"qos":1` is at least once
+//! (`PROTOCOL.md` section 6.2): the publish is answered once stored, a
+//! subscriber that fails is retried and sent again what it did not answer,
+//! and with a data directory (`--data-dir`, [`broker::Config::data_dir`])
+//! everything survives a crash of the broker in a log of CRC-checked
+//! records. The client's [`client::Client::subscribe_qos`] and
+//! [`client::Client::publish_with`] speak it; qos 0, what a Go client sends,
+//! is exactly as before. The README's "Delivery guarantees" says what each
+//! mode promises.
+//!
 //! # Why threads and not async
 //!
 //! The broker uses one OS thread per connection and one per subscriber
@@ -46,7 +58,8 @@
 //!
 //! - [`http`]: the HTTP/1.1 reader and writer (pure: bytes in, values out).
 //! - [`json`]: the JSON decoder and encoder (pure).
-//! - [`broker`]: the server: connections, the subscription registry, delivery.
+//! - [`broker`]: the server: connections, routing, sessions, delivery.
+//! - `store` (private): message ids, idempotency keys and the log.
 //! - [`client`]: the embeddable client: publish, subscribe with a callback.
 //! - [`cli`]: the broker's command line and its `BROKER_*` variables.
 //! - [`log`]: leveled logging to stderr.

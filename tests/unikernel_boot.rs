@@ -186,3 +186,59 @@ fn capacity() {
     println!("  capacity: {held} subscriber endpoints held before a thread could not start");
     publish(broker, "boot/other", "still serving");
 }
+
+/// qos 1 with a data directory in the guest (on the initrd's ramfs: the log
+/// code on the real kernel, not its persistence): stored publishes answered
+/// with their ids, a durable subscriber on the host getting each in order
+/// with its id, a retained message, and the log's counters.
+#[test]
+#[ignore = "driven by scripts/unikernel-boot.sh against a broker with --data-dir in QEMU"]
+fn durable() {
+    let broker = broker();
+    let sub = RawSubscriber::start();
+    let body = format!(r#"{{"qos":1,"port":"{}"}}"#, sub.port);
+    assert_eq!(
+        support::post(broker, "/sub/boot/durable", &body).status,
+        202
+    );
+    let stream = connect(broker);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let body = format!(r#"{{"data":"d{i}","qos":1}}"#);
+        let request = format!(
+            "POST /pub/boot/durable HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        (&stream).write_all(request.as_bytes()).unwrap();
+        let answer = read_resp(&mut reader).expect("answer");
+        assert_eq!(answer.status, 202, "{}", answer.text());
+        let id: u64 = answer
+            .header("Message-Id")
+            .expect("Message-Id")
+            .parse()
+            .unwrap();
+        ids.push(id);
+    }
+    println!("  100 qos 1 publishes stored: {:?}", started.elapsed());
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let got = sub.recv_msg();
+        assert_eq!(support::data_of(&got.body), format!("d{i}"));
+        assert_eq!(got.header("Message-Id"), Some(id.to_string().as_str()));
+    }
+    let retained = support::post(broker, "/pub/boot/kept", r#"{"data":"k","retain":true}"#);
+    assert_eq!(retained.status, 202);
+    let late = RawSubscriber::start();
+    subscribe(broker, "boot/kept", late.port);
+    assert_eq!(late.recv_data(1), ["k"]);
+    assert!(metric(broker, "broker_messages_stored_total") >= 101);
+    assert!(metric(broker, "broker_log_syncs_total") >= 1);
+    assert!(metric(broker, "broker_log_segments") >= 1);
+    println!(
+        "  log in the guest: {} bytes, {} syncs",
+        metric(broker, "broker_log_bytes"),
+        metric(broker, "broker_log_syncs_total")
+    );
+}
