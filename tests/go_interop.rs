@@ -124,6 +124,11 @@ fn go_net_http_client_and_server_against_our_broker() {
         return;
     }
     let broker = BrokerProcess::start(&[]);
+    run_go_peer(&broker);
+}
+
+/// Runs `tests/go/interop.go` against `broker`: it must say `ok`.
+fn run_go_peer(broker: &BrokerProcess) {
     let mut go = GoProgram::start(
         "interop.go",
         &["-a", &broker.addr.to_string(), "-m", "2000"],
@@ -145,15 +150,7 @@ fn go_client_against_our_broker_with_a_data_directory() {
     }
     let dir = support::durable::TempDir::new("go-data-dir");
     let broker = BrokerProcess::start(&["--data-dir", &dir.arg("data")]);
-    let mut go = GoProgram::start(
-        "interop.go",
-        &["-a", &broker.addr.to_string(), "-m", "2000"],
-    );
-    let (ok, output) = go.wait();
-    assert!(
-        ok && output.lines().any(|l| l.starts_with("ok ")),
-        "Go peer failed:\n{output}"
-    );
+    run_go_peer(&broker);
     assert_eq!(
         support::metric(broker.addr, "broker_messages_stored_total"),
         0
