@@ -50,3 +50,25 @@ fn stop_frees_the_port_and_open_connections_get_503() {
     assert!(closed_by_peer(&mut reader));
     sub.assert_no_msg(std::time::Duration::from_millis(300));
 }
+
+/// An embedded broker lets go of its data directory when it stops, and
+/// when it is dropped without ever running: the next one on the directory
+/// starts.
+#[test]
+fn data_directory_is_released_by_a_stop_and_by_a_drop() {
+    use message_broker::broker::{Broker, Config};
+    let tmp = support::durable::TempDir::new("embedded");
+    let config = Config {
+        bind: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        data_dir: Some(tmp.join("data")),
+        ..Config::default()
+    };
+    let running = Broker::bind(config.clone()).unwrap().spawn().unwrap();
+    let second = Broker::bind(config.clone());
+    assert!(second.is_err(), "the directory is locked while one runs");
+    running.stop();
+    let unused = Broker::bind(config.clone()).expect("released by the stop");
+    drop(unused);
+    Broker::bind(config).expect("released by a drop without a run");
+}

@@ -156,6 +156,15 @@ struct Shared {
     conns: Arc<conns::Conns>,
 }
 
+impl Drop for Shared {
+    /// A broker dropped without running still writes what its log holds
+    /// pending and lets go of its data directory (`run` did it already
+    /// otherwise: this does nothing then).
+    fn drop(&mut self) {
+        self.registry.store.close();
+    }
+}
+
 impl Shared {
     /// The `GET /metrics` page.
     fn metrics_page(&self) -> String {

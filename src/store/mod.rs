@@ -153,8 +153,8 @@ pub(crate) struct Store {
     /// `None`: in memory.
     disk: Option<Options>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// The lock on the data directory, held for the store's life.
-    _lock: Option<File>,
+    /// The lock on the data directory, held until [`Store::close`].
+    dir_lock: Mutex<Option<File>>,
     pub(crate) metrics: StoreMetrics,
 }
 
@@ -191,7 +191,7 @@ impl Store {
             dedupe_window,
             disk,
             writer: Mutex::new(None),
-            _lock: lock_file,
+            dir_lock: Mutex::new(lock_file),
             metrics: StoreMetrics::default(),
         }
     }
@@ -369,6 +369,8 @@ impl Store {
         if let Some(thread) = lock(&self.writer).take() {
             let _ = thread.join();
         }
+        // Closing the file lets go of the lock: the next broker may start.
+        lock(&self.dir_lock).take();
     }
 
     /// A batch failed: its keys must not dedupe a retry.
