@@ -130,7 +130,7 @@ pub const OPTIONS: &[Opt] = &[
         help: "always (a sync per message), batch (one per group of messages) or never (a machine crash loses the last moments)",
         set: |c, v| { c.fsync = crate::broker::Fsync::parse(v).ok_or("use always, batch or never")?; Ok(()) } },
     Opt { short: None, long: "session-expiry", env: "BROKER_SESSION_EXPIRY", value: "DURATION", default: "1h",
-        help: "drop a qos 1 subscriber (and what it is owed) after no sign of life this long",
+        help: "drop a qos 1 subscriber (and what it is owed) unreachable after no sign of life this long",
         set: |c, v| { c.session_expiry = nonzero(duration(v, 1000)?)?; Ok(()) } },
     Opt { short: None, long: "backlog-bytes", env: "BROKER_BACKLOG_BYTES", value: "BYTES", default: "67108864",
         help: "drop a qos 1 subscriber owed more than this",

@@ -210,7 +210,12 @@ impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // Held answers wait only for requests that have already arrived:
         // before a read that may wait on the peer, they are settled and sent.
-        self.settle()?;
+        // The request being read is not charged for that wait.
+        if !self.held.is_empty() {
+            let started = Instant::now();
+            self.settle()?;
+            self.deadline = self.deadline.map(|d| d + started.elapsed());
+        }
         self.send()?;
         // Between requests the idle timeout, then a silent close; during
         // one, its deadline, then a 408 (which the watchdog, if it is the

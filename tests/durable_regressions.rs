@@ -506,3 +506,75 @@ fn ids_are_not_reused_once_their_segments_are_deleted() {
     // The restarted broker goes on delivering to the same session.
     sub.wait_data(WAIT, &["after-restart".to_owned()]);
 }
+
+// Second review ---------------------------------------------------------------
+
+/// A qos 1 session on a quiet topic is owed nothing, so it holds back no
+/// segment: 300 qos 1 messages on another topic go into deleted segments
+/// (before, its position never moved and every segment after its
+/// subscription was kept).
+#[test]
+fn a_session_owed_nothing_holds_back_no_segment() {
+    let tmp = TempDir::new("quiet-floor");
+    let dir = tmp.join("data");
+    let broker = start_segmented(&tmp.arg("data"), "0");
+    let sub = Endpoint::start();
+    subscribe_qos1(broker.addr, "quiet", sub.port);
+    for d in payloads("busy", 300, 100) {
+        publish_qos1(broker.addr, "busy", &d);
+    }
+    let kept = wait_until(WAIT, || {
+        let n = segments(&dir).len();
+        (n <= 2).then_some(n)
+    });
+    assert!(
+        kept.is_some(),
+        "segments kept for a session owed nothing: {:?}",
+        segments(&dir).iter().map(|f| seq(f)).collect::<Vec<_>>()
+    );
+    assert_eq!(metric_value(broker.addr, "broker_sessions"), Some(1));
+}
+
+/// A durable subscription that could not be stored (507) leaves nothing
+/// behind: no endpoint, no session (before, each failed one kept an
+/// endpoint and its thread for good).
+#[test]
+fn a_subscription_not_stored_leaves_no_endpoint() {
+    let tmp = TempDir::new("sub-full");
+    // Room for the start-up snapshot and a little, not for the record of a
+    // subscription to a 2,000-byte topic.
+    let fsize = start_up_bytes(&tmp) + 64;
+    let mut broker = LimitedBroker::start(fsize, &["--data-dir", &tmp.arg("data")]);
+    let topic = "s".repeat(2000);
+    for port in [1, 2, 3] {
+        let resp = post_with(
+            broker.addr,
+            &format!("/sub/{topic}"),
+            &format!(r#"{{"qos":1,"port":"{port}"}}"#),
+            &[],
+        );
+        assert_eq!(
+            resp.status,
+            507,
+            "subscribe from port {port}: {}",
+            resp.text()
+        );
+    }
+    broker.assert_alive();
+    assert_eq!(metric_value(broker.addr, "broker_subscribers"), Some(0));
+    assert_eq!(metric_value(broker.addr, "broker_sessions"), Some(0));
+}
+
+/// A qos 1 endpoint that goes away while nothing is sent to it is asked,
+/// once the session expiry passes without a sign of life, with a
+/// heartbeat; unanswered, its session ends (before, it was kept forever).
+#[test]
+fn a_silent_qos1_endpoint_that_went_away_expires() {
+    let broker = BrokerProcess::start(&["--session-expiry", "1s"]);
+    let mut sub = Endpoint::start();
+    subscribe_qos1(broker.addr, "gone", sub.port);
+    sub.down();
+    let expired = r#"broker_sessions_expired_total{reason="expiry"}"#;
+    wait_metric(broker.addr, expired, 1, WAIT);
+    assert_eq!(metric_value(broker.addr, "broker_sessions"), Some(0));
+}

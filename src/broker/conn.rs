@@ -209,10 +209,9 @@ fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Share
                 }
                 Ok(Some(batch)) => {
                     let stored = registry.store.wait(&batch, deadline::after(STORE_WAIT));
+                    let failed = matches!(stored, Err(StoreError::Failed(_)));
+                    registry.subscription_settled(&topic, endpoint, &batch, failed);
                     if let Err(e) = stored {
-                        // Not stored: not subscribed either, so that a
-                        // retry stores it.
-                        registry.unstored_subscription(&topic, endpoint);
                         return not_stored(&e);
                     }
                 }

@@ -101,7 +101,8 @@ pub struct Config {
     /// When the log is synced to the disk. Default [`Fsync::Batch`].
     pub fsync: Fsync,
     /// A qos 1 endpoint with no sign of life (answer, heartbeat,
-    /// subscription) this long is dropped with its session. Default 1 h.
+    /// subscription) this long, and then unreachable (a failed delivery, or
+    /// a heartbeat sent to ask), is dropped with its session. Default 1 h.
     pub session_expiry: Duration,
     /// A qos 1 endpoint owed more than this many bytes is dropped with its
     /// session. Default 64 MiB.
@@ -393,7 +394,10 @@ fn open_store(config: &Config, settings: session::Settings) -> io::Result<Arc<Re
     let (messages, sessions) = (found.messages, found.state.sessions.len());
     let retained = found.state.retained.len();
     registry.restore(&mut found);
-    store.start(registry.sink(), Some(found))?;
+    store.start(registry.sink(), Some(found)).map_err(|e| {
+        let why = format!("cannot open data directory {}: {e}", dir.display());
+        io::Error::new(e.kind(), why)
+    })?;
     log::info!(
         "log: recovered {messages} messages, {sessions} sessions, {retained} retained from {} in {} ms",
         dir.display(),

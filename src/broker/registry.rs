@@ -37,6 +37,9 @@ pub(crate) struct Registry {
     closed: AtomicBool,
     pub(crate) metrics: Metrics,
     pub(crate) store: Arc<Store>,
+    /// Durable subscriptions whose record is being written: a repeat waits
+    /// for the same batch. After `endpoints` in the lock order.
+    storing: Mutex<HashMap<(String, SocketAddr), Arc<Batch>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,6 +70,7 @@ impl Registry {
             closed: AtomicBool::new(false),
             metrics: Metrics::default(),
             store,
+            storing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -201,14 +205,23 @@ impl Registry {
             });
             endpoint.enqueue(item, &self.settings, &self.metrics, false);
         }
-        if qos == Qos::One && before != Some(Qos::One) {
+        let key = (topic.to_owned(), addr);
+        if qos == Qos::One && before == Some(Qos::One) {
+            // Answered once the first request's record is written.
+            return Ok(lock(&self.storing).get(&key).cloned());
+        }
+        if qos == Qos::One {
             // Under the lock, in order with any End record of this address.
             let record = Record::Subscribe {
                 endpoint: addr,
                 topic: topic.to_owned(),
                 from: routing.last_stored,
             };
-            return Ok(self.store.append(record));
+            let batch = self.store.append(record);
+            if let Some(batch) = &batch {
+                lock(&self.storing).insert(key, batch.clone());
+            }
+            return Ok(batch);
         }
         Ok(None)
     }
@@ -406,10 +419,36 @@ impl Registry {
         true
     }
 
-    /// A durable subscription whose record could not be stored: it is
-    /// taken back, so that the subscriber's retry stores it.
-    pub(crate) fn unstored_subscription(&self, topic: &str, addr: SocketAddr) {
-        lock(&self.routing).remove(topic, addr);
+    /// The record of a durable subscription was written, or `failed`. A
+    /// subscription that was not stored is taken back (and its endpoint, if
+    /// that leaves it none), so that the subscriber's retry stores it. One
+    /// that timed out stays: its record may yet be written.
+    pub(crate) fn subscription_settled(
+        &self,
+        topic: &str,
+        addr: SocketAddr,
+        batch: &Arc<Batch>,
+        failed: bool,
+    ) {
+        let mut routing = lock(&self.routing);
+        let mut endpoints = lock(&self.endpoints);
+        let key = (topic.to_owned(), addr);
+        let mut storing = lock(&self.storing);
+        let ours = storing.get(&key).is_some_and(|b| Arc::ptr_eq(b, batch));
+        if !ours {
+            return; // settled already, by another request for it
+        }
+        storing.remove(&key);
+        drop(storing);
+        if !failed {
+            return;
+        }
+        routing.remove(topic, addr);
+        if !routing.holds(addr)
+            && let Some(endpoint) = endpoints.get(&addr).cloned()
+        {
+            unlink(&mut routing, &mut endpoints, &endpoint);
+        }
     }
 
     /// Stops every endpoint (broker shutdown). Durable sessions stay in

@@ -76,6 +76,13 @@ impl Routing {
         }
     }
 
+    /// Whether `endpoint` has any subscription.
+    pub(crate) fn holds(&self, endpoint: SocketAddr) -> bool {
+        self.topics
+            .values()
+            .any(|subs| subs.iter().any(|s| s.endpoint == endpoint))
+    }
+
     /// Removes every subscription of `endpoint`.
     pub(crate) fn remove_endpoint(&mut self, endpoint: SocketAddr) {
         self.topics.retain(|_, subs| {
@@ -100,16 +107,14 @@ impl Routing {
         if self.retained.get(topic).is_some_and(|r| r.id > retained.id) {
             return;
         }
-        if retained.data.is_empty() {
-            self.retained.remove(topic);
-        } else {
-            self.retained.insert(topic.to_owned(), retained);
-        }
+        // A clear stays as an empty entry, so that an older message that
+        // comes late cannot bring the topic's retained message back.
+        self.retained.insert(topic.to_owned(), retained);
     }
 
     /// The retained message of `topic`.
     pub(crate) fn retained(&self, topic: &str) -> Option<&Retained> {
-        self.retained.get(topic)
+        self.retained.get(topic).filter(|r| !r.data.is_empty())
     }
 
     /// Topics with at least one subscription.
@@ -119,7 +124,10 @@ impl Routing {
 
     /// Topics with a retained message.
     pub(crate) fn retained_count(&self) -> usize {
-        self.retained.len()
+        self.retained
+            .values()
+            .filter(|r| !r.data.is_empty())
+            .count()
     }
 }
 
@@ -156,11 +164,15 @@ mod tests {
         };
         r.retain("t", older);
         assert_eq!(r.retained("t"), Some(&kept("x")), "an older one loses");
-        r.retain("t", kept(""));
+        r.retain("t", Retained { id: 2, ..kept("") });
         assert_eq!(r.retained("t"), None);
+        r.retain("t", kept("late"));
+        assert_eq!(r.retained("t"), None, "an older one after a clear");
+        assert_eq!(r.retained_count(), 0);
         r.add("t", a, Qos::One);
         r.remove("t", a);
         r.remove("nope", a);
+        assert!(r.holds(b) && !r.holds(a));
         assert!(r.subscribers("t").iter().all(|s| s.endpoint != a));
         assert_eq!(Qos::One.min(Qos::Zero), Qos::Zero);
     }

@@ -73,9 +73,9 @@ struct State {
     /// A qos 1 endpoint: its session outlives failures.
     durable: bool,
     last_alive: Instant,
-    /// A qos 1 endpoint failing since then, with no sign of life since:
-    /// its session expires this long after.
-    failing_since: Option<Instant>,
+    /// The last delivery to this qos 1 endpoint failed: once it has shown
+    /// no sign of life for the session expiry, its session ends.
+    failing: bool,
     /// A heartbeat is queued: one is enough.
     heartbeat_queued: bool,
     /// qos 0 messages in a qos 1 endpoint's queue (count, bytes): bounded
@@ -138,7 +138,7 @@ impl Endpoint {
                 closed: false,
                 durable,
                 last_alive: Instant::now(),
-                failing_since: None,
+                failing: false,
                 heartbeat_queued: false,
                 loose: (0, 0),
                 kicked: false,
@@ -181,21 +181,7 @@ impl Endpoint {
             state.heartbeat_queued = true;
         }
         if state.durable {
-            if item.is_message() && !item.is_owed() {
-                let (count, bytes) = state.loose;
-                if count >= settings.queue_capacity || bytes + size > settings.queue_bytes {
-                    metrics.lost(Loss::QueueFull, 1);
-                    return Enqueued::DroppedOldest;
-                }
-                state.loose = (count + 1, bytes + size);
-            }
-            state.bytes += size;
-            state.queue.push_back(item);
-            self.wake_sender(&state);
-            if state.bytes.saturating_sub(state.loose.1) > settings.backlog_bytes {
-                return Enqueued::OverBacklog;
-            }
-            return Enqueued::Queued;
+            return self.push_durable(&mut state, item, settings, metrics);
         }
         if matches!(item, Item::Heartbeat) && state.is_full(0, settings) {
             state.heartbeat_queued = false;
@@ -227,6 +213,10 @@ impl Endpoint {
         if state.closed {
             return Enqueued::Closed;
         }
+        if state.durable {
+            // A qos 1 subscription came in while this publisher waited.
+            return self.push_durable(&mut state, item, settings, metrics);
+        }
         let mut outcome = Enqueued::Queued;
         while state.is_full(size, settings) {
             let oldest = state.queue.iter().position(Item::is_message);
@@ -247,6 +237,34 @@ impl Endpoint {
         state.queue.push_back(item);
         self.wake_sender(&state);
         outcome
+    }
+
+    /// Queues `item` on a qos 1 endpoint: an owed message is never
+    /// dropped (past the backlog limit the session ends instead); a qos 0
+    /// one is bounded like a qos 0 queue, the newest dropped.
+    fn push_durable(
+        &self,
+        state: &mut State,
+        item: Item,
+        settings: &Settings,
+        metrics: &Metrics,
+    ) -> Enqueued {
+        let size = item.size();
+        if item.is_message() && !item.is_owed() {
+            let (count, bytes) = state.loose;
+            if count >= settings.queue_capacity || bytes + size > settings.queue_bytes {
+                metrics.lost(Loss::QueueFull, 1);
+                return Enqueued::DroppedOldest;
+            }
+            state.loose = (count + 1, bytes + size);
+        }
+        state.bytes += size;
+        state.queue.push_back(item);
+        self.wake_sender(state);
+        if state.bytes.saturating_sub(state.loose.1) > settings.backlog_bytes {
+            return Enqueued::OverBacklog;
+        }
+        Enqueued::Queued
     }
 
     fn wake_sender(&self, state: &State) {
@@ -274,42 +292,53 @@ impl Endpoint {
     pub(crate) fn touch(&self) {
         let mut state = self.lock();
         state.last_alive = Instant::now();
-        state.failing_since = None;
+        state.failing = false;
     }
 
-    /// A delivery failed: a qos 1 session's expiry runs from the first
-    /// failure after a success or a sign of life.
+    /// A delivery failed.
     pub(crate) fn failed(&self) {
-        let mut state = self.lock();
-        state.failing_since.get_or_insert_with(Instant::now);
+        self.lock().failing = true;
     }
 
     /// A sign of life from the subscriber itself (a heartbeat or a
-    /// subscription): also cuts a retry's backoff short, and restarts a
-    /// failing session's expiry.
+    /// subscription): also cuts a retry's backoff short.
     pub(crate) fn kick(&self) {
         let mut state = self.lock();
-        let now = Instant::now();
-        state.last_alive = now;
-        if state.failing_since.is_some() {
-            state.failing_since = Some(now);
-        }
+        state.last_alive = Instant::now();
         state.kicked = true;
         self.wake_sender(&state);
     }
 
     /// Whether the endpoint is past its limit: no delivery and no sign of
-    /// life for the liveness timeout (qos 0), or unreachable for the session
-    /// expiry (qos 1; a qos 1 endpoint that is merely sent nothing stays).
+    /// life for the liveness timeout (qos 0), or for the session expiry and
+    /// unreachable (qos 1: one that is merely sent nothing is probed with a
+    /// heartbeat first, see [`Endpoint::needs_probe`]).
     pub(crate) fn is_idle(&self, settings: &Settings) -> bool {
         let state = self.lock();
-        deadline(&state, settings).is_some_and(|d| Instant::now() >= d)
+        (!state.durable || state.failing)
+            && deadline(&state, settings).is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// A qos 1 endpoint without a sign of life for the session expiry that
+    /// has not failed either: whether it is still there is asked with a
+    /// heartbeat (queued here), which either answers or starts the expiry.
+    pub(crate) fn needs_probe(&self, settings: &Settings, metrics: &Metrics) -> bool {
+        let probe = {
+            let state = self.lock();
+            state.durable
+                && !state.failing
+                && deadline(&state, settings).is_some_and(|d| Instant::now() >= d)
+        };
+        if probe {
+            self.enqueue(Item::Heartbeat, settings, metrics, false);
+        }
+        probe
     }
 
     /// How long a failing qos 1 session has left before it expires.
     pub(crate) fn expires_in(&self, settings: &Settings) -> Option<Duration> {
         let state = self.lock();
-        let deadline = deadline(&state, settings).filter(|_| state.durable)?;
+        let deadline = deadline(&state, settings).filter(|_| state.durable && state.failing)?;
         Some(deadline.saturating_duration_since(Instant::now()))
     }
 
@@ -450,12 +479,13 @@ impl Endpoint {
     }
 }
 
-/// When the endpoint is past its limit, if it has one now. Overflow-safe:
-/// an absurd limit is as good as none.
+/// When the endpoint has gone too long without a sign of life, if it has a
+/// limit. Overflow-safe: an absurd limit is as good as none.
 fn deadline(state: &State, settings: &Settings) -> Option<Instant> {
-    if state.durable {
-        state.failing_since?.checked_add(settings.session_expiry)
+    let limit = if state.durable {
+        settings.session_expiry
     } else {
-        state.last_alive.checked_add(settings.liveness?)
-    }
+        settings.liveness?
+    };
+    state.last_alive.checked_add(limit)
 }

@@ -24,7 +24,13 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
     let mut failing = false;
     loop {
         if endpoint.next_batch(&mut batch, &settings).is_none() {
-            if endpoint.is_closed() || registry.expire(&endpoint) {
+            if endpoint.is_closed() {
+                return;
+            }
+            if endpoint.needs_probe(&settings, &registry.metrics) {
+                continue;
+            }
+            if registry.expire(&endpoint) {
                 return;
             }
             continue;

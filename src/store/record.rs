@@ -62,6 +62,9 @@ pub(crate) enum Record {
     /// Ids up to `max` were given out (in a snapshot: ids are never reused,
     /// even once the segments holding them are deleted).
     Ids { max: u64 },
+    /// In a snapshot: the last qos 1 message of a topic sessions hold (what
+    /// they may still be owed).
+    Last { topic: String, id: u64 },
 }
 
 /// Why the bytes at some offset are not a record.
@@ -130,6 +133,11 @@ impl Record {
             Record::Ids { max } => {
                 out.push(7);
                 out.extend_from_slice(&max.to_le_bytes());
+            }
+            Record::Last { topic, id } => {
+                out.push(8);
+                string(out, topic);
+                out.extend_from_slice(&id.to_le_bytes());
             }
         }
         let len = (out.len() - start - HEADER) as u32;
@@ -256,6 +264,10 @@ fn parse(payload: &[u8]) -> Option<Record> {
             endpoint: r.endpoint()?,
         },
         7 => Record::Ids { max: r.u64()? },
+        8 => Record::Last {
+            topic: r.string()?,
+            id: r.u64()?,
+        },
         _ => return None,
     };
     // Trailing bytes mean a record we do not understand.
@@ -305,6 +317,10 @@ mod tests {
             },
             Record::End { endpoint },
             Record::Ids { max: u64::MAX - 1 },
+            Record::Last {
+                topic: "t".into(),
+                id: 5,
+            },
         ]
     }
 

@@ -6,6 +6,7 @@
 //!
 //! Pure: records in, state out.
 
+use super::keys::{MAX_KEY_BYTES, MAX_KEYS};
 use super::record::{Record, Stored};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -27,8 +28,17 @@ impl Session {
             .is_some_and(|&from| id > from && id > self.position)
     }
 
-    /// Messages up to this id are owed to it on no topic.
-    fn floor(&self) -> u64 {
+    /// Messages up to this id are owed to it on no topic, given each
+    /// topic's last stored qos 1 message. A session owed nothing at all
+    /// holds nothing back (`u64::MAX`).
+    fn floor(&self, last: &HashMap<String, u64>) -> u64 {
+        let owed = self.topics.iter().any(|(topic, &from)| {
+            last.get(topic)
+                .is_some_and(|&id| id > from && id > self.position)
+        });
+        if !owed {
+            return u64::MAX;
+        }
         let from = self.topics.values().copied().min().unwrap_or(u64::MAX);
         from.max(self.position)
     }
@@ -44,6 +54,9 @@ pub(crate) struct State {
     pub(crate) retained: HashMap<String, Stored>,
     /// (topic, key) to (id, publish time in ms since the epoch).
     pub(crate) keys: HashMap<(String, String), (u64, u64)>,
+    /// The last qos 1 message of each topic some session subscribes to
+    /// (what a session may be owed).
+    last: HashMap<String, u64>,
 }
 
 impl State {
@@ -52,6 +65,12 @@ impl State {
         match record {
             Record::Message(s) | Record::Retained(s) => {
                 self.max_id = self.max_id.max(s.id);
+                if matches!(record, Record::Message(_))
+                    && s.qos1
+                    && let Some(last) = self.last.get_mut(&s.topic)
+                {
+                    *last = (*last).max(s.id);
+                }
                 if s.retain || matches!(record, Record::Retained(_)) {
                     if s.data.is_empty() {
                         self.retained.remove(&s.topic);
@@ -81,6 +100,7 @@ impl State {
                 self.max_id = self.max_id.max(*from);
                 let session = self.sessions.entry(*endpoint).or_default();
                 session.topics.entry(topic.clone()).or_insert(*from);
+                self.last.entry(topic.clone()).or_insert(0);
             }
             Record::Ack { endpoint, id } => {
                 self.max_id = self.max_id.max(*id);
@@ -89,9 +109,21 @@ impl State {
                 }
             }
             Record::End { endpoint } => {
-                self.sessions.remove(endpoint);
+                if let Some(ended) = self.sessions.remove(endpoint) {
+                    // Forget the topics no session holds any more.
+                    for topic in ended.topics.keys() {
+                        if !self.sessions.values().any(|s| s.topics.contains_key(topic)) {
+                            self.last.remove(topic);
+                        }
+                    }
+                }
             }
             Record::Ids { max } => self.max_id = self.max_id.max(*max),
+            Record::Last { topic, id } => {
+                self.max_id = self.max_id.max(*id);
+                let last = self.last.entry(topic.clone()).or_insert(0);
+                *last = (*last).max(*id);
+            }
         }
     }
 
@@ -100,14 +132,35 @@ impl State {
     pub(crate) fn floor(&self) -> u64 {
         self.sessions
             .values()
-            .map(Session::floor)
+            .map(|s| s.floor(&self.last))
             .min()
             .unwrap_or(u64::MAX)
     }
 
     /// Forgets keys published before `oldest_ms`.
+    /// Also keeps at most the newest [`MAX_KEYS`] keys and
+    /// [`MAX_KEY_BYTES`] of them, as the store's own window does, so that a
+    /// snapshot stays small whatever publishers send.
     pub(crate) fn prune_keys(&mut self, oldest_ms: u64) {
         self.keys.retain(|_, (_, time)| *time >= oldest_ms);
+        let bytes: usize = self.keys.keys().map(|(t, k)| t.len() + k.len()).sum();
+        if self.keys.len() <= MAX_KEYS && bytes <= MAX_KEY_BYTES {
+            return;
+        }
+        let mut newest: Vec<(u64, (String, String))> = self
+            .keys
+            .iter()
+            .map(|(k, (_, time))| (*time, k.clone()))
+            .collect();
+        newest.sort_unstable_by_key(|n| std::cmp::Reverse(n.0));
+        let (mut count, mut bytes) = (0, 0);
+        for (_, (topic, key)) in newest {
+            count += 1;
+            bytes += topic.len() + key.len();
+            if count > MAX_KEYS || bytes > MAX_KEY_BYTES {
+                self.keys.remove(&(topic, key));
+            }
+        }
     }
 
     /// Records that rebuild this state on their own, with `given` the
@@ -129,6 +182,12 @@ impl State {
                 key: key.clone(),
                 id: *id,
                 time_ms: *time_ms,
+            });
+        }
+        for (topic, id) in &self.last {
+            records.push(Record::Last {
+                topic: topic.clone(),
+                id: *id,
             });
         }
         for (endpoint, session) in &self.sessions {
@@ -208,11 +267,14 @@ mod tests {
         assert_eq!(again.keys, state.keys);
         assert_eq!(again.max_id, 99, "ids given out survive the snapshot");
 
+        assert_eq!(again.floor(), 1, "what is owed survives the snapshot");
         state.apply(&Record::End { endpoint: b });
-        assert_eq!(state.floor(), 2);
+        assert_eq!(state.floor(), u64::MAX, "a has answered all of t");
+        state.apply(&message(5, "t", false, "five"));
+        assert_eq!(state.floor(), 2, "a is owed 5");
         state.apply(&Record::End { endpoint: a });
         assert_eq!(state.floor(), u64::MAX);
         state.prune_keys(3);
-        assert_eq!(state.keys.len(), 2);
+        assert_eq!(state.keys.len(), 3, "published at 3, 4 and 5");
     }
 }

@@ -112,12 +112,26 @@ pub(super) fn spawn(
         file,
         length: 0,
         head: 0,
+        unsnapshotted: false,
         last_sweep: Instant::now(),
     };
     // Every run writes to a segment of its own, which begins with the whole
     // state: a segment torn while it was begun (a crash in a rotation)
     // never stands alone behind older ones that could be deleted.
-    writer.begin_segment(&store)?;
+    if let Err(e) = writer.begin_segment(&store) {
+        // A full disk must not keep the broker from starting: it appends to
+        // the last segment, and deletes none until a new one has begun.
+        let Some(last) = writer.segments.last() else {
+            return Err(e);
+        };
+        log::warning!(
+            "log: cannot begin a new segment ({e}); appending to {} and deleting none until one begins",
+            last.path.display()
+        );
+        writer.file = File::options().read(true).write(true).open(&last.path)?;
+        writer.length = writer.file.metadata()?.len();
+        writer.unsnapshotted = true;
+    }
     writer.gauges(&store);
     thread::Builder::new()
         .name("log writer".into())
@@ -135,6 +149,9 @@ struct Writer {
     /// Bytes of the state snapshot at the active segment's head (not
     /// counted against `--segment-bytes`).
     head: u64,
+    /// The active segment does not begin with the state (start-up could not
+    /// begin one): nothing before it may be deleted.
+    unsnapshotted: bool,
     last_sweep: Instant,
 }
 
@@ -245,8 +262,8 @@ impl Writer {
         if end <= self.length {
             return;
         }
-        // Not past the segment's size limit: a segment closes there.
-        let limit = end.max(self.options.segment_bytes);
+        // Not past the segment's size limit (after its head): it closes there.
+        let limit = end.max(self.head + self.options.segment_bytes);
         let target = end.next_multiple_of(GROW).min(limit);
         if target <= self.length {
             return;
@@ -316,6 +333,7 @@ impl Writer {
         self.file = file;
         self.length = head.len() as u64;
         self.head = head.len() as u64;
+        self.unsnapshotted = false;
         self.segments.push(Segment {
             seq,
             path,
@@ -330,6 +348,14 @@ impl Writer {
     /// the retention.
     fn sweep(&mut self, store: &Store) {
         self.last_sweep = Instant::now();
+        if self.unsnapshotted {
+            // Once a second, until there is room for the state again.
+            if self.begin_segment(store).is_ok() {
+                log::info!("log: a new segment began with the state; old ones may go again");
+            }
+            self.gauges(store);
+            return;
+        }
         let floor = self.state.floor();
         let oldest = now_ms().saturating_sub(self.options.retention.as_millis() as u64);
         // Oldest first, and only an unbroken run of them: the state each
