@@ -154,7 +154,7 @@ const STORE_WAIT: Duration = Duration::from_secs(10);
 fn not_stored(e: &StoreError) -> Reply {
     match e {
         StoreError::Failed(_) => Reply::status(507, e.to_string()),
-        StoreError::TimedOut => Reply::status(503, e.to_string()),
+        StoreError::TimedOut | StoreError::Stopping => Reply::status(503, e.to_string()),
     }
 }
 

@@ -79,12 +79,15 @@ pub(crate) enum StoreError {
     /// The log did not answer by the deadline: the record may still be
     /// stored later (503; a retry with the same key is safe).
     TimedOut,
+    /// The broker is stopping: nothing was stored (503).
+    Stopping,
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Failed(e) => write!(f, "could not store the message: {e}"),
+            StoreError::Stopping => f.write_str("broker shutting down: not stored"),
             StoreError::TimedOut => f.write_str(
                 "the log did not answer in time; the message may still be stored \
                  (a retry with the same Idempotency-Key is safe)",
@@ -156,6 +159,13 @@ pub(crate) struct Store {
     /// The lock on the data directory, held until [`Store::close`].
     dir_lock: Mutex<Option<File>>,
     pub(crate) metrics: StoreMetrics,
+}
+
+/// A batch that failed before it began: the broker is stopping.
+fn stopping() -> Arc<Batch> {
+    let batch = Batch::default();
+    batch.finish(Err(StoreError::Stopping));
+    Arc::new(batch)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -302,6 +312,11 @@ impl Store {
             return Published::New(self.next_id.fetch_add(1, Ordering::Relaxed), None);
         }
         let mut inner = lock(&self.inner);
+        if inner.closing && self.disk.is_some() {
+            // The writer is gone or going: answered at once, not stored.
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            return Published::New(id, Some(stopping()));
+        }
         let now = Instant::now();
         if let Some(key) = &p.key
             && let Some(seen) = inner.keys.find(&p.topic, key, now, self.dedupe_window)
@@ -346,7 +361,7 @@ impl Store {
         self.disk.as_ref()?;
         let mut inner = lock(&self.inner);
         if inner.closing {
-            return None;
+            return Some(stopping());
         }
         Some(inner.pending.push(record))
     }

@@ -56,7 +56,7 @@ impl Batch {
         }
     }
 
-    fn finish(&self, r: Result<(), StoreError>) {
+    pub(super) fn finish(&self, r: Result<(), StoreError>) {
         *lock(&self.result) = Some(r);
         self.done.notify_all();
     }
