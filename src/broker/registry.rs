@@ -12,9 +12,11 @@ use super::metrics::{self, Gauges, Loss, Metrics};
 use super::routing::{Qos, Retained, Routing};
 use super::session::{Endpoint, Enqueued, Item, Message, Settings};
 use super::worker;
+
+mod restore;
 use crate::json;
 use crate::log;
-use crate::store::{self, Batch, Published, Record, Recovered, Store, Stored};
+use crate::store::{self, Batch, Published, Record, Store, Stored};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -88,56 +90,6 @@ impl Registry {
                 }
             }
         })
-    }
-
-    /// Rebuilds the durable sessions and retained messages that the log
-    /// holds, before the broker takes its first connection.
-    pub(crate) fn restore(self: &Arc<Self>, found: &mut Recovered) {
-        let mut routing = lock(&self.routing);
-        routing.last_stored = found.state.max_id;
-        for (topic, s) in &found.state.retained {
-            let qos = if s.qos1 { Qos::One } else { Qos::Zero };
-            routing.retain(
-                topic,
-                Retained {
-                    id: s.id,
-                    data: s.data.clone(),
-                    qos,
-                },
-            );
-        }
-        let mut endpoints = lock(&self.endpoints);
-        for (addr, session) in &found.state.sessions {
-            if found.over_backlog.contains(addr) {
-                continue;
-            }
-            let endpoint = Arc::new(Endpoint::new(*addr, true));
-            if let Err(e) = self.start_thread(&endpoint) {
-                log::warning!("session of {addr} not resumed: {e}");
-                continue;
-            }
-            for topic in session.topics.keys() {
-                routing.add(topic, *addr, Qos::One);
-            }
-            for s in found.backlogs.remove(addr).unwrap_or_default() {
-                let item = Item::Message(Message {
-                    body: body(&s.topic, &s.data, s.id, Qos::One),
-                    id: s.id,
-                    qos: Qos::One,
-                });
-                endpoint.enqueue(item, &self.settings, &self.metrics, false);
-            }
-            endpoints.insert(*addr, endpoint);
-        }
-        drop((endpoints, routing));
-        for addr in std::mem::take(&mut found.over_backlog) {
-            log::warning!("session of {addr} ended: {}", DropReason::Backlog);
-            metrics::add(
-                &self.metrics.subscribers_dropped[DropReason::Backlog.index()],
-                1,
-            );
-            self.store.append(Record::End { endpoint: addr });
-        }
     }
 
     fn start_thread(self: &Arc<Self>, endpoint: &Arc<Endpoint>) -> io::Result<()> {
