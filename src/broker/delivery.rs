@@ -1,7 +1,6 @@
 //! The transport to one subscriber endpoint: one persistent connection,
-//! batches of requests written in one go, the next written while the
-//! answers to the last are read, answers read in order (PROTOCOL.md
-//! sections 2 and 6.2), and the reason when it fails.
+//! batches of requests written in one go and their answers read in order
+//! (PROTOCOL.md sections 2 and 6.2), and the reason when it fails.
 //!
 //! It knows nothing of queues, sessions or topics: it must not import
 //! `registry`, `routing`'s table or `store`; it sends the items it is given.
@@ -10,7 +9,6 @@ use super::routing::Qos;
 use super::session::Item;
 use crate::http::Response;
 use crate::net::{self, Connection};
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,160 +67,100 @@ impl fmt::Display for DropReason {
     }
 }
 
-/// One endpoint's connection and the items written on it whose answers
-/// are still to come, oldest first. A new batch is written while the
-/// answers to the one before are read, so the subscriber's round trip does
-/// not stall the stream once per batch.
-pub(crate) struct Pipe {
+/// A failed exchange: how many items were answered before it, and why.
+struct Failure {
+    acked: usize,
+    reason: DropReason,
+    /// Nothing came back at all, as when the peer had closed the idle
+    /// connection just before we wrote: worth one retry on a fresh one.
+    silent: bool,
+}
+
+/// Sends `batch` in order; on failure, returns why and how many items were
+/// answered before it.
+pub(crate) fn send_batch(
+    conn: &mut Option<Connection>,
     addr: SocketAddr,
+    batch: &[Item],
     timeout: Duration,
-    conn: Option<Connection>,
-    flight: VecDeque<Item>,
-    /// What is in flight was written on an idle connection that had been
-    /// used before, and nothing has been answered since: if the peer closes
-    /// without a byte of answer, it had closed the idle connection before
-    /// it saw them, and they are written again on a new one (once).
-    maybe_stale: bool,
-    /// A silent close was met and everything written again once already.
-    retried: bool,
+) -> Result<(), (DropReason, usize)> {
+    let mut done = 0;
+    let mut retried = false;
+    while done < batch.len() {
+        let reused = matches!(conn.as_ref(), Some(c) if !c.is_stale());
+        let c = match conn {
+            Some(c) if reused => c,
+            _ => conn.insert(
+                Connection::connect(addr, timeout)
+                    .map_err(|e| (DropReason::ConnectFailed(e.to_string()), done))?,
+            ),
+        };
+        match exchange(c, &batch[done..]) {
+            Ok((acked, keep_alive)) => {
+                done += acked;
+                if !keep_alive {
+                    *conn = None;
+                }
+            }
+            Err(failure) => {
+                *conn = None;
+                done += failure.acked;
+                if !(failure.silent && reused && !retried) {
+                    return Err((failure.reason, done));
+                }
+                retried = true;
+            }
+        }
+    }
+    Ok(())
 }
 
-impl Pipe {
-    pub(crate) fn new(addr: SocketAddr, timeout: Duration) -> Pipe {
-        Pipe {
-            addr,
-            timeout,
-            conn: None,
-            flight: VecDeque::new(),
-            maybe_stale: false,
-            retried: false,
-        }
-    }
-
-    /// Items written and not answered yet.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.flight.len()
-    }
-
-    /// Writes `items` after those in flight, on a new connection if there
-    /// is none (or the idle one went stale).
-    ///
-    /// # Errors
-    /// The connection could not be made or written to; the items stay in
-    /// flight, for [`Pipe::unanswered`].
-    pub(crate) fn write(&mut self, items: Vec<Item>) -> Result<(), DropReason> {
-        let stale = self.flight.is_empty() && self.conn.as_ref().is_some_and(|c| c.is_stale());
-        let start = self.flight.len();
-        self.flight.extend(items);
-        if self.conn.is_none() || stale {
-            return self.reconnect();
-        }
-        if start == 0 {
-            self.maybe_stale = true;
-        }
-        let written = self
-            .conn
-            .as_mut()
-            .map_or(Ok(()), |c| send(c, self.flight.range(start..)));
-        match written {
-            Ok(()) => Ok(()),
-            // Closed while idle, before it saw these: once, on a new one.
-            Err(_) if self.maybe_stale && !self.retried => {
-                self.retried = true;
-                self.reconnect()
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(reason_for_io(&e))
-            }
-        }
-    }
-
-    /// Reads the answers to the oldest `n` items in flight, moving each
-    /// answered one to `answered`.
-    ///
-    /// # Errors
-    /// The connection failed or an answer was not 2xx; what was answered
-    /// before is in `answered`, the rest stays in flight.
-    pub(crate) fn read(&mut self, n: usize, answered: &mut Vec<Item>) -> Result<(), DropReason> {
-        let limits = net::response_limits();
-        let mut left = n.min(self.flight.len());
-        while left > 0 {
-            let Some(conn) = self.conn.as_mut() else {
-                self.reconnect()?;
-                continue;
-            };
-            let response: Response = match conn.read_response(&limits) {
-                Ok(response) => response,
-                Err(e) if self.maybe_stale && !self.retried && is_silent_close(&e) => {
-                    // It had closed the idle connection before it saw them.
-                    self.retried = true;
-                    self.reconnect()?;
-                    continue;
-                }
-                Err(e) => {
-                    self.conn = None;
-                    return Err(match e {
-                        crate::http::HttpError::Io(io) => reason_for_io(&io),
-                        crate::http::HttpError::UnexpectedEof => {
-                            DropReason::Io("closed before answering".into())
-                        }
-                        other => DropReason::BadResponse(other.to_string()),
-                    });
-                }
-            };
-            if !(200..300).contains(&response.status) {
-                self.conn = None;
-                return Err(DropReason::Refused(response.status));
-            }
-            self.maybe_stale = false;
-            self.retried = false;
-            answered.extend(self.flight.pop_front());
-            left -= 1;
-            if !response.keep_alive {
-                // It closes after this answer: the rest go again on a new one.
-                self.conn = None;
-                if !self.flight.is_empty() {
-                    self.reconnect()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// After a failure: everything still in flight, oldest first; the
-    /// connection is given up.
-    pub(crate) fn unanswered(&mut self) -> Vec<Item> {
-        self.conn = None;
-        self.flight.drain(..).collect()
-    }
-
-    /// A new connection, with everything in flight written on it.
-    fn reconnect(&mut self) -> Result<(), DropReason> {
-        self.conn = None;
-        let mut conn = Connection::connect(self.addr, self.timeout)
-            .map_err(|e| DropReason::ConnectFailed(e.to_string()))?;
-        send(&mut conn, self.flight.iter()).map_err(|e| reason_for_io(&e))?;
-        self.conn = Some(conn);
-        self.maybe_stale = false;
-        Ok(())
-    }
-}
-
-/// Writes `items` in one go.
-fn send<'a>(conn: &mut Connection, items: impl Iterator<Item = &'a Item>) -> std::io::Result<()> {
+/// Writes `items` in one go, then reads their answers in order. Stops early
+/// (returning how many were answered) if the endpoint asks to close.
+fn exchange(conn: &mut Connection, items: &[Item]) -> Result<(usize, bool), Failure> {
+    let io = |acked, e: std::io::Error| Failure {
+        acked,
+        silent: acked == 0,
+        reason: reason_for_io(&e),
+    };
     for item in items {
-        match item {
+        let sent = match item {
             Item::Message(m) if m.qos == Qos::One => {
                 let mut digits = [0u8; 20];
                 let header = Some(("Message-Id", crate::server::decimal(m.id, &mut digits)));
-                conn.send_with("/msg", Some("application/json"), header, &m.body)?;
+                conn.send_with("/msg", Some("application/json"), header, &m.body)
             }
-            Item::Message(m) => conn.send("/msg", Some("application/json"), &m.body)?,
-            Item::Heartbeat => conn.send("/hb", None, b"")?,
+            Item::Message(m) => conn.send("/msg", Some("application/json"), &m.body),
+            Item::Heartbeat => conn.send("/hb", None, b""),
+        };
+        sent.map_err(|e| io(0, e))?;
+    }
+    conn.flush().map_err(|e| io(0, e))?;
+    let limits = net::response_limits();
+    for (i, _) in items.iter().enumerate() {
+        let response: Response = conn.read_response(&limits).map_err(|e| Failure {
+            acked: i,
+            silent: i == 0 && is_silent_close(&e),
+            reason: match e {
+                crate::http::HttpError::Io(io) => reason_for_io(&io),
+                crate::http::HttpError::UnexpectedEof => {
+                    DropReason::Io("closed before answering".into())
+                }
+                other => DropReason::BadResponse(other.to_string()),
+            },
+        })?;
+        if !(200..300).contains(&response.status) {
+            return Err(Failure {
+                acked: i,
+                silent: false,
+                reason: DropReason::Refused(response.status),
+            });
+        }
+        if !response.keep_alive {
+            return Ok((i + 1, false));
         }
     }
-    conn.flush()
+    Ok((items.len(), true))
 }
 
 /// The peer closed without a byte of answer: it had likely closed the idle

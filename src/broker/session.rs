@@ -380,24 +380,9 @@ impl Endpoint {
             bytes += item.size() as u64;
         }
         let mut state = self.lock();
-        release(&mut state, answered);
+        state.in_flight = (0, 0);
         metrics::add(&metrics.delivered, messages);
         metrics::add(&metrics.delivered_bytes, bytes);
-    }
-
-    /// Items that were sent but will not be answered (the connection
-    /// failed) leave the in-flight count; the caller requeues or counts them.
-    pub(crate) fn unsent(&self, items: &[Item]) {
-        release(&mut self.lock(), items);
-    }
-
-    /// Takes what is queued now, up to a batch, without waiting: the next
-    /// batch to write while the answers to the last one are awaited.
-    pub(crate) fn take_more(&self, batch: &mut Vec<Item>) {
-        let mut state = self.lock();
-        if !state.closed && !state.queue.is_empty() {
-            self.take(&mut state, batch);
-        }
     }
 
     /// Puts the owed (qos 1) items of a failed batch back at the head of
@@ -466,12 +451,6 @@ impl Endpoint {
         }
         // Only a sign of life from now on cuts a retry's backoff short.
         state.kicked = false;
-        self.take(&mut state, batch);
-        Some(())
-    }
-
-    /// Moves up to a batch from the queue to `batch`, counted in flight.
-    fn take(&self, state: &mut State, batch: &mut Vec<Item>) {
         let n = state.queue.len().min(BATCH_MAX);
         let taken: usize = state.queue.iter().take(n).map(Item::size).sum();
         state.bytes -= taken;
@@ -487,9 +466,8 @@ impl Endpoint {
                 Item::Message(_) => {}
             }
         }
-        let messages = batch[start..].iter().filter(|i| i.is_message()).count();
-        state.in_flight.0 += messages;
-        state.in_flight.1 += taken;
+        let messages = batch.iter().filter(|i| i.is_message()).count();
+        state.in_flight = (messages, taken);
         if state.queue.is_empty() {
             state.stalled = false;
             state.warned = false;
@@ -497,14 +475,7 @@ impl Endpoint {
         if state.room_waiters > 0 {
             self.room.notify_all();
         }
-    }
-}
-
-/// `items` are no longer in flight.
-fn release(state: &mut State, items: &[Item]) {
-    for item in items.iter().filter(|i| i.is_message()) {
-        state.in_flight.0 = state.in_flight.0.saturating_sub(1);
-        state.in_flight.1 = state.in_flight.1.saturating_sub(item.size());
+        Some(())
     }
 }
 
