@@ -83,7 +83,10 @@ fn publisher_reports_failures_by_message_number() {
 
 #[test]
 fn subscriber_slow_for_a_moment_loses_nothing() {
-    let broker = BrokerProcess::start(&[]);
+    // A publisher waits up to 5 s for room (not the default 50 ms): on a
+    // loaded machine the delivery thread may not run for longer than the
+    // subscriber's pause, and what this tests is waiting, not the deadline.
+    let broker = BrokerProcess::start(&["--enqueue-wait", "5000"]);
     // Pauses 20 ms every 500 requests: its queue fills while publishing runs
     // at full speed, and publishers wait for room instead of dropping.
     let sub = RawSubscriber::start_slow(500, Duration::from_millis(20));
@@ -98,6 +101,13 @@ fn subscriber_slow_for_a_moment_loses_nothing() {
         publisher.send("slow", &i.to_string()).unwrap();
     }
     assert!(publisher.flush().is_empty());
+    let dropped = r#"broker_messages_dropped_total{reason="queue_full"}"#;
+    assert_eq!(
+        support::metric(broker.addr, dropped),
+        0,
+        "{:?}",
+        broker.log()
+    );
     let got = sub.recv_data(n);
     let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
     assert!(got == want, "messages lost or reordered");
