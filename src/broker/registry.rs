@@ -115,13 +115,33 @@ impl Registry {
         addr: SocketAddr,
         qos: Qos,
     ) -> io::Result<Option<Arc<Batch>>> {
+        let (new, stored) = self.subscribe_locked(topic, addr, qos)?;
+        // The thread is started outside the locks: a slow start (seen under
+        // Unikraft) holds up this subscription only, not every other one.
+        if let Some(endpoint) = new
+            && let Err(e) = self.start_thread(&endpoint)
+        {
+            let mut routing = lock(&self.routing);
+            let mut endpoints = lock(&self.endpoints);
+            let (_, current) = unlink(&mut routing, &mut endpoints, &endpoint);
+            if current && qos == Qos::One {
+                self.store.append(Record::End { endpoint: addr });
+            }
+            return Err(e);
+        }
+        Ok(stored)
+    }
+
+    /// [`Registry::subscribe`] under the locks: the new endpoint, if one was
+    /// made (its thread still to start), and the batch to wait on.
+    fn subscribe_locked(&self, topic: &str, addr: SocketAddr, qos: Qos) -> io::Result<Subscribed> {
         let mut routing = lock(&self.routing);
         let mut endpoints = lock(&self.endpoints);
         if self.closed.load(Ordering::SeqCst) {
             return Err(io::Error::other("broker is stopping"));
         }
-        let endpoint = match endpoints.get(&addr) {
-            Some(endpoint) => endpoint.clone(),
+        let (endpoint, new) = match endpoints.get(&addr) {
+            Some(endpoint) => (endpoint.clone(), None),
             None if endpoints.len() >= self.max_endpoints => {
                 return Err(io::Error::other(format!(
                     "{} subscriber endpoints already",
@@ -130,10 +150,9 @@ impl Registry {
             }
             None => {
                 let endpoint = Arc::new(Endpoint::new(addr, qos == Qos::One));
-                self.start_thread(&endpoint)?;
                 endpoints.insert(addr, endpoint.clone());
                 log::debug!("subscriber {addr} added");
-                endpoint
+                (endpoint.clone(), Some(endpoint))
             }
         };
         if qos == Qos::One {
@@ -160,7 +179,7 @@ impl Registry {
         let key = (topic.to_owned(), addr);
         if qos == Qos::One && before == Some(Qos::One) {
             // Answered once the first request's record is written.
-            return Ok(lock(&self.storing).get(&key).cloned());
+            return Ok((new, lock(&self.storing).get(&key).cloned()));
         }
         if qos == Qos::One {
             // Under the lock, in order with any End record of this address.
@@ -173,9 +192,9 @@ impl Registry {
             if let Some(batch) = &batch {
                 lock(&self.storing).insert(key, batch.clone());
             }
-            return Ok(batch);
+            return Ok((new, batch));
         }
-        Ok(None)
+        Ok((new, None))
     }
 
     /// Publishes: gives the message its id (or finds its idempotency key)
@@ -468,6 +487,10 @@ fn unlink(
     }
     (lost, current)
 }
+
+/// What a subscription under the locks left to do: the new endpoint whose
+/// thread is to start, and the batch its record is in.
+type Subscribed = (Option<Arc<Endpoint>>, Option<Arc<Batch>>);
 
 /// Where a publish stands once [`Registry::publish`] returns.
 pub(crate) enum Publishing {
