@@ -52,10 +52,18 @@ impl BrokerProcess {
     /// variables `env`.
     pub fn start_with_env(port: u16, extra: &[&str], env: &[(&str, &str)]) -> BrokerProcess {
         let port = port.to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
+        command
             .args(["--bind", "127.0.0.1", "-p", &port])
             .args(extra)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::start_command(command)
+    }
+
+    /// Starts `command` (a broker, or a wrapper that execs one) and waits
+    /// for its ready line; stderr is kept as its log.
+    pub fn start_command(mut command: Command) -> BrokerProcess {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -79,6 +87,7 @@ impl BrokerProcess {
             Ok(addr) => addr.parse().expect("address in the ready line"),
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("broker did not get ready: {:?}", log.lock().unwrap());
             }
         };
@@ -88,6 +97,11 @@ impl BrokerProcess {
             eprintln!("{}", broker.wait_for_log(WATCHDOG_LINE));
         }
         broker
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Sends a signal (`TERM`, `INT`) to the process with kill(1).

@@ -3,11 +3,10 @@
 #![allow(dead_code)]
 
 use super::*;
-use crate::support::{WAIT, read_resp, wait_until};
-use std::io::{BufRead, BufReader, Write};
+use crate::support::{BrokerProcess, WAIT, read_resp, wait_until};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread::{self};
 use std::time::Duration;
 
@@ -44,9 +43,8 @@ pub fn run_broker_to_exit(args: &[&str], limit: Duration) -> (ExitStatus, String
 /// (RLIMIT_FSIZE, set with util-linux `prlimit` where it exists, else
 /// bash's `ulimit -f` in 1024-byte blocks). Killed when dropped.
 pub struct LimitedBroker {
-    child: Child,
+    process: BrokerProcess,
     pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl LimitedBroker {
@@ -64,49 +62,21 @@ impl LimitedBroker {
                 .arg(broker);
             c
         };
-        let mut child = command
-            .args(["--bind", "127.0.0.1", "-p", "0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the limited broker");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let lines = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let Ok(addr) = rx.recv_timeout(WAIT) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "limited broker did not get ready: {:?}",
-                log.lock().unwrap()
-            );
-        };
+        command.args(["--bind", "127.0.0.1", "-p", "0"]).args(extra);
+        let process = BrokerProcess::start_command(command);
         LimitedBroker {
-            child,
-            addr: addr.parse().expect("address in the ready line"),
-            log,
+            addr: process.addr,
+            process,
         }
     }
 
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.process.log()
     }
 
     /// Its exit status, if it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        self.process.exited()
     }
 
     /// Panics with a useful reason if the process is gone (a broker that
@@ -120,13 +90,6 @@ impl LimitedBroker {
             };
             panic!("the broker died: {status:?}{why}; log: {:?}", self.log());
         }
-    }
-}
-
-impl Drop for LimitedBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
