@@ -109,7 +109,7 @@ pub const OPTIONS: &[Opt] = &[
         help: "on SIGTERM/SIGINT, how long subscriber queues get to drain",
         set: |c, v| { c.drain_timeout = duration(v, 1000)?; Ok(()) } },
     Opt { short: None, long: "token", env: "BROKER_TOKEN", value: "TOKEN", default: "none",
-        help: "publish, subscribe and heartbeat need `Authorization: Bearer TOKEN`, else 401",
+        help: "every request but /healthz and /metrics needs `Authorization: Bearer TOKEN` (GET also ?token=TOKEN), else 401",
         set: |c, v| {
             if v.is_empty() || v.bytes().any(|b| b.is_ascii_control() || b == b' ') {
                 return Err("a token is non-empty, without spaces or control characters".into());
@@ -151,6 +151,9 @@ pub const OPTIONS: &[Opt] = &[
     Opt { short: None, long: "dedupe-window", env: "BROKER_DEDUPE_WINDOW", value: "DURATION", default: "2m",
         help: "how long an Idempotency-Key is remembered",
         set: |c, v| { c.dedupe_window = duration(v, 1000)?; Ok(()) } },
+    Opt { short: None, long: "stream-keepalive", env: "BROKER_STREAM_KEEPALIVE", value: "DURATION", default: "15s",
+        help: "a quiet stream (GET /sub/PATTERN) gets a keep-alive comment this often",
+        set: |c, v| { c.stream_keepalive = nonzero(duration(v, 1000)?)?; Ok(()) } },
     Opt { short: None, long: "log-level", env: "BROKER_LOG_LEVEL", value: "LEVEL", default: "info",
         help: "error, warn, info or debug, to stderr; nothing per message below debug",
         set: |c, v| {

@@ -78,6 +78,7 @@ pub mod http;
 pub mod json;
 pub mod log;
 mod net;
+pub(crate) mod pattern;
 mod server;
 mod signal;
 mod store;

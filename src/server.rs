@@ -48,6 +48,9 @@ pub(crate) struct Reply {
     pub(crate) message_id: Option<u64>,
     /// Set: the real answer comes from this; the rest is ignored.
     pub(crate) later: Option<Later>,
+    /// Set: no answer is written; the connection is handed to
+    /// [`Handler::take_over`] (a stream), then closed.
+    pub(crate) take_over: bool,
 }
 
 impl Reply {
@@ -81,7 +84,15 @@ impl Reply {
             close: false,
             message_id: None,
             later: None,
+            take_over: false,
         }
+    }
+
+    /// No answer: the handler takes the connection over.
+    pub(crate) fn take_over() -> Reply {
+        let mut reply = Reply::status(0, "");
+        reply.take_over = true;
+        reply
     }
 }
 
@@ -121,6 +132,15 @@ pub(crate) trait Handler {
     fn keep_going(&self) -> bool {
         true
     }
+    /// The last request was answered with [`Reply::take_over`]: the
+    /// connection is the handler's (every earlier answer is written) until
+    /// this returns; then it is closed. Returns the bytes written.
+    ///
+    /// # Errors
+    /// Transport errors (for logging only).
+    fn take_over(&mut self, _socket: &mut Socket) -> io::Result<u64> {
+        Ok(0)
+    }
 }
 
 /// Why a connection ended.
@@ -139,6 +159,8 @@ pub(crate) enum Close {
     Refused(u16),
     /// The peer went away in the middle of a request.
     Truncated,
+    /// The handler took the connection over (a stream) and is done with it.
+    Streamed,
 }
 
 /// Bytes read from and written to a connection.
@@ -300,6 +322,15 @@ pub(crate) fn serve(
         };
         reader.get_mut().deadline = None;
         let reply = handler.handle(&head, &body);
+        if reply.take_over {
+            let conn = reader.get_mut();
+            conn.settle()?;
+            conn.send()?;
+            handler.end(conn.take_traffic());
+            let written = handler.take_over(&mut conn.socket);
+            conn.traffic.written += written?;
+            break Close::Streamed;
+        }
         let close = reply.close || !head.keep_alive || !handler.keep_going();
         // HTTP/1.0 peers close unless told the connection stays.
         let keep_10 = !close && head.version == http::Version::Http10;

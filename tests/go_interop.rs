@@ -127,6 +127,20 @@ fn go_net_http_client_and_server_against_our_broker() {
     run_go_peer(&broker);
 }
 
+#[test]
+fn a_go_callback_and_a_go_stream_get_the_same_messages() {
+    if !go_available() {
+        return;
+    }
+    let broker = BrokerProcess::start(&[]);
+    let mut go = GoProgram::start("stream.go", &["-a", &broker.addr.to_string(), "-m", "500"]);
+    let (ok, output) = go.wait();
+    assert!(
+        ok && output.lines().any(|l| l.starts_with("ok ")),
+        "Go peers failed:\n{output}"
+    );
+}
+
 /// Runs `tests/go/interop.go` against `broker`: it must say `ok`.
 fn run_go_peer(broker: &BrokerProcess) {
     let mut go = GoProgram::start(

@@ -9,11 +9,14 @@ use super::metrics;
 use super::registry::{Publishing, Registry};
 use super::route::{self, Action};
 use super::routing::Qos;
-use crate::deadline;
-use crate::http::RequestHead;
+use super::stream::Format;
+use super::tail;
+use crate::deadline::{self, Socket};
+use crate::http::{RequestHead, query_value};
 use crate::log;
 use crate::server::{self, Reply, Traffic};
 use crate::store::{Publish, StoreError};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,6 +39,7 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activi
         peer,
         activity,
         admitted: false,
+        stream: None,
     };
     let why = server::serve(stream, &settings, &mut handler);
     log::debug!("connection from {peer} closed: {why:?}");
@@ -48,6 +52,8 @@ struct Handler<'a> {
     activity: &'a Activity,
     /// The request being read began before the broker started stopping.
     admitted: bool,
+    /// A streaming subscription to serve once the connection is ours.
+    stream: Option<tail::Request>,
 }
 
 impl server::Handler for Handler<'_> {
@@ -73,6 +79,7 @@ impl server::Handler for Handler<'_> {
             }
         };
         if action.needs_token() && !authorized(head, self.shared.config.token.as_deref()) {
+            // The query (with a token that did not match) is never logged.
             let mut reply = Reply::status(401, "missing or wrong access token");
             reply.headers = &[("WWW-Authenticate", "Bearer")];
             return reply;
@@ -83,11 +90,28 @@ impl server::Handler for Handler<'_> {
             reply.close = true;
             return reply;
         }
+        if let Action::Stream { pattern } = action {
+            return match stream_request(head, pattern) {
+                Ok(request) => {
+                    self.stream = Some(request);
+                    Reply::take_over()
+                }
+                Err(reply) => reply,
+            };
+        }
         let key = match idempotency_key(head) {
             Ok(key) => key,
             Err(reject) => return reject,
         };
         execute(action, key, self.peer, self.shared)
+    }
+
+    fn take_over(&mut self, socket: &mut Socket) -> io::Result<u64> {
+        let Some(request) = self.stream.take() else {
+            return Ok(0);
+        };
+        self.activity.streaming();
+        tail::serve(socket, self.peer, &request, self.shared)
     }
 
     fn end(&mut self, traffic: Traffic) {
@@ -110,13 +134,18 @@ impl server::Handler for Handler<'_> {
 }
 
 /// Whether the request carries `Authorization: Bearer TOKEN` for the
-/// broker's token (always, if it has none). Compared in constant time.
+/// broker's token (always, if it has none), or, on a GET, `?token=TOKEN`
+/// (PROTOCOL.md section 6.6). Compared in constant time.
 fn authorized(head: &RequestHead, token: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;
     };
     let Some(value) = head.headers.get("authorization") else {
-        return false;
+        return head.method == "GET"
+            && head
+                .query()
+                .and_then(|q| query_value(q, "token"))
+                .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
     };
     let Some((scheme, given)) = value.split_once(' ') else {
         return false;
@@ -144,6 +173,45 @@ fn idempotency_key(head: &RequestHead) -> Result<Option<String>, Reply> {
     }
     Ok(Some(key.to_owned()))
 }
+
+/// A `GET /sub/{pattern}`'s framing (from `Accept`) and where it resumes
+/// (`Last-Event-ID`, else `?since=`).
+fn stream_request(head: &RequestHead, pattern: String) -> Result<tail::Request, Reply> {
+    let format = match head.headers.get("accept") {
+        None => Format::Sse,
+        Some(accept) if accept.contains("text/event-stream") => Format::Sse,
+        Some(accept) if accept.contains("application/x-ndjson") => Format::Ndjson,
+        Some(accept) if accept.contains("*/*") => Format::Sse,
+        Some(_) => {
+            let why = "a stream is text/event-stream or application/x-ndjson (Accept)";
+            return Err(Reply::status(406, why));
+        }
+    };
+    let since = head.query().and_then(|q| query_value(q, "since"));
+    let resume = match head
+        .headers
+        .get("last-event-id")
+        .map(str::to_owned)
+        .or(since)
+    {
+        None => None,
+        Some(id) => match id.trim().parse::<u64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                let why = "Last-Event-ID (or since) must be a message id";
+                return Err(Reply::status(400, why));
+            }
+        },
+    };
+    Ok(tail::Request {
+        pattern,
+        format,
+        resume,
+    })
+}
+
+/// The console page, with its style and script inline.
+const CONSOLE: &str = include_str!("console.html");
 
 /// How long a request waits for the log, from when it was taken, before it
 /// answers 503.
@@ -199,6 +267,32 @@ fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Share
                     })
                 }
             };
+        }
+        Action::Unsubscribe { pattern, port } => {
+            let endpoint = SocketAddr::new(peer.ip(), port);
+            if let Some(batch) = registry.unsubscribe(&pattern, endpoint)
+                && let Err(e) = registry.store.wait(&batch, deadline::after(STORE_WAIT))
+            {
+                return not_stored(&e);
+            }
+            log::debug!("{endpoint} unsubscribed from {pattern:?}");
+        }
+        Action::Stream { .. } => return Reply::status(500, "stream not taken over"),
+        Action::Console => {
+            let mut reply = Reply::status(200, "");
+            reply.body = CONSOLE.to_owned();
+            reply.headers = &[("Content-Type", "text/html; charset=utf-8")];
+            return reply;
+        }
+        Action::Topics | Action::Subscribers => {
+            let mut reply = Reply::status(200, "");
+            reply.body = if matches!(action, Action::Topics) {
+                registry.topics_json()
+            } else {
+                registry.subscribers_json()
+            };
+            reply.headers = &[("Content-Type", "application/json")];
+            return reply;
         }
         Action::Subscribe { topic, port, qos } => {
             let endpoint = SocketAddr::new(peer.ip(), port);

@@ -18,6 +18,9 @@ const NEW: u8 = 0;
 const IDLE: u8 = 1;
 const BUSY: u8 = 2;
 const EVICTED: u8 = 3;
+/// Serving a stream: neither idle (never evicted: its keep-alives are
+/// traffic) nor busy (the drain does not wait for it; it ends itself).
+const STREAMING: u8 = 4;
 
 /// What a connection's thread and the table share about it.
 #[derive(Debug)]
@@ -52,6 +55,12 @@ impl Activity {
         let _ = self
             .state
             .compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The connection now serves a stream.
+    pub(crate) fn streaming(&self) {
+        self.state.store(STREAMING, Ordering::SeqCst);
+        self.unsent.store(false, Ordering::SeqCst);
     }
 
     /// The answers are written.
@@ -246,5 +255,12 @@ mod tests {
         t2.activity.idle();
         drop(t2);
         assert_eq!(conns.open(), 1);
+        // A stream is never evicted, and not busy.
+        t4.activity.streaming();
+        assert_eq!(conns.busy(), 0);
+        let (_c6, s6) = pair(&listener);
+        let (_t6, _) = conns.admit(s6).unwrap();
+        let (_c7, s7) = pair(&listener);
+        assert_eq!(conns.admit(s7).err(), Some(Full::AllBusy));
     }
 }

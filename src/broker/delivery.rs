@@ -32,6 +32,8 @@ pub(crate) enum DropReason {
     SessionExpired,
     /// A qos 1 session's backlog passed its limit.
     Backlog,
+    /// It unsubscribed from its last pattern.
+    Unsubscribed,
 }
 
 impl DropReason {
@@ -46,6 +48,7 @@ impl DropReason {
             DropReason::Idle => 5,
             DropReason::SessionExpired => 6,
             DropReason::Backlog => 7,
+            DropReason::Unsubscribed => 8,
         }
     }
 }
@@ -63,6 +66,7 @@ impl fmt::Display for DropReason {
             }
             DropReason::SessionExpired => f.write_str("no sign of life within the session expiry"),
             DropReason::Backlog => f.write_str("backlog past its limit"),
+            DropReason::Unsubscribed => f.write_str("unsubscribed from its last pattern"),
         }
     }
 }

@@ -19,23 +19,31 @@ pub(crate) enum Loss {
     SubscriberGone,
     /// The broker stopped before the message could be delivered.
     Shutdown,
+    /// A stream's reader fell behind: its stream ends with `overflow`.
+    StreamOverflow,
 }
 
 impl Loss {
-    const ALL: [Loss; 3] = [Loss::QueueFull, Loss::SubscriberGone, Loss::Shutdown];
+    const ALL: [Loss; 4] = [
+        Loss::QueueFull,
+        Loss::SubscriberGone,
+        Loss::Shutdown,
+        Loss::StreamOverflow,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Loss::QueueFull => "queue_full",
             Loss::SubscriberGone => "subscriber_gone",
             Loss::Shutdown => "shutdown",
+            Loss::StreamOverflow => "stream_overflow",
         }
     }
 }
 
 /// Labels of [`crate::broker::delivery::DropReason`], in the order of
 /// [`Metrics::subscribers_dropped`].
-pub(crate) const DROP_REASONS: [&str; 8] = [
+pub(crate) const DROP_REASONS: [&str; 9] = [
     "connect_failed",
     "timeout",
     "io",
@@ -44,10 +52,11 @@ pub(crate) const DROP_REASONS: [&str; 8] = [
     "idle",
     "session_expired",
     "backlog",
+    "unsubscribed",
 ];
 
 /// Why client connections closed, in the order of `connections_closed`.
-const CLOSE_REASONS: [&str; 8] = [
+const CLOSE_REASONS: [&str; 9] = [
     "peer",
     "done",
     "idle_timeout",
@@ -56,6 +65,7 @@ const CLOSE_REASONS: [&str; 8] = [
     "bad_request",
     "truncated",
     "error",
+    "stream_end",
 ];
 
 /// Every counter of one broker.
@@ -69,11 +79,15 @@ pub(crate) struct Metrics {
     pub(crate) requests: AtomicU64,
     pub(crate) published: AtomicU64,
     pub(crate) delivered: AtomicU64,
-    dropped: [AtomicU64; 3],
-    pub(crate) subscribers_dropped: [AtomicU64; 8],
+    dropped: [AtomicU64; 4],
+    pub(crate) subscribers_dropped: [AtomicU64; 9],
     /// qos 1 messages sent again after a failed delivery.
     pub(crate) redelivered: AtomicU64,
-    connections_closed: [AtomicU64; 8],
+    connections_closed: [AtomicU64; 9],
+    /// Streaming subscriptions opened.
+    pub(crate) streams_opened: AtomicU64,
+    /// Streams ended because their reader fell behind.
+    pub(crate) streams_overflowed: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) delivered_bytes: AtomicU64,
@@ -95,6 +109,8 @@ pub(crate) struct Gauges {
     pub(crate) sessions: usize,
     pub(crate) backlog_messages: usize,
     pub(crate) backlog_bytes: usize,
+    /// Streaming subscriptions open.
+    pub(crate) streams: usize,
 }
 
 /// Adds `n` to a counter.
@@ -115,6 +131,7 @@ impl Metrics {
             Some(Close::Refused(_)) => 5,
             Some(Close::Truncated) => 6,
             None => 7,
+            Some(Close::Streamed) => 8,
         };
         add(&self.connections_closed[at], 1);
     }
@@ -140,9 +157,9 @@ impl Metrics {
             ("connections_evicted_total", "counter", "Idle keep-alive connections closed to make room.", get(&self.connections_evicted)),
             ("requests_total", "counter", "Whole requests handled, any status (not those refused while being read).", get(&self.requests)),
             ("subscribers", "gauge", "Subscriber endpoints (IP and port).", n(g.subscribers)),
-            ("topics", "gauge", "Topics with at least one subscriber.", n(g.topics)),
+            ("topics", "gauge", "Subscription patterns with at least one subscriber.", n(g.topics)),
             ("messages_published_total", "counter", "Messages accepted with 202.", get(&self.published)),
-            ("messages_delivered_total", "counter", "Messages a subscriber answered 2xx.", get(&self.delivered)),
+            ("messages_delivered_total", "counter", "Messages a subscriber answered 2xx, or written to a stream.", get(&self.delivered)),
             ("queued_messages", "gauge", "Messages waiting in subscriber queues.", n(g.queued_messages)),
             ("queued_bytes", "gauge", "Bytes waiting in subscriber queues.", n(g.queued_bytes)),
             ("received_bytes_total", "counter", "Bytes read from client connections.", get(&self.bytes_in)),
@@ -156,6 +173,9 @@ impl Metrics {
             ("sessions", "gauge", "qos 1 subscriber endpoints (durable sessions).", n(g.sessions)),
             ("sessions_backlog_messages", "gauge", "Messages queued for qos 1 endpoints.", n(g.backlog_messages)),
             ("sessions_backlog_bytes", "gauge", "Bytes queued for qos 1 endpoints.", n(g.backlog_bytes)),
+            ("streams", "gauge", "Streaming subscriptions open (GET /sub).", n(g.streams)),
+            ("streams_opened_total", "counter", "Streaming subscriptions opened.", get(&self.streams_opened)),
+            ("streams_overflowed_total", "counter", "Streams ended with an overflow event (reader too slow).", get(&self.streams_overflowed)),
             ("retained_messages", "gauge", "Topics with a retained message.", n(g.retained)),
             ("log_bytes", "gauge", "Bytes in the log's segments (0 without --data-dir).", get(&log.bytes)),
             ("log_segments", "gauge", "Segment files in the log.", get(&log.segments)),

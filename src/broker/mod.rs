@@ -4,8 +4,10 @@
 //! - `conns`: the table of open connections, and room-making when it is full.
 //! - `conn`: one thread per accepted connection, reading requests in order.
 //! - `route`: what a request means, or its error status (pure).
-//! - `routing`: who gets a message: topics to subscriptions, retained
-//!   messages (plain data).
+//! - `routing`: who gets a message: patterns to subscriptions, retained
+//!   messages (plain data), over `tree`, the patterns' tree of levels.
+//! - `stream`: a streaming subscription's queue; `events`: its framing
+//!   (pure); `tail`: the connection serving it.
 //! - `session`: one endpoint's queue, signs of life and what it is owed.
 //! - `delivery`: the transport that writes batches to an endpoint.
 //! - `worker`: an endpoint's thread: session to delivery, retries.
@@ -25,11 +27,15 @@
 mod conn;
 mod conns;
 mod delivery;
+mod events;
 mod metrics;
 mod registry;
 mod route;
 mod routing;
 mod session;
+mod stream;
+mod tail;
+mod tree;
 mod worker;
 
 pub use crate::store::Fsync;
@@ -89,8 +95,10 @@ pub struct Config {
     pub max_subscribers: usize,
     /// On stop, how long subscriber queues get to drain. Default 5 s.
     pub drain_timeout: Duration,
-    /// When set, publish, subscribe and heartbeat need
-    /// `Authorization: Bearer TOKEN`, else 401. Default none.
+    /// When set, every request but `/healthz` and `/metrics` needs
+    /// `Authorization: Bearer TOKEN` (a GET may give `?token=TOKEN`
+    /// instead, as a browser's `EventSource` cannot set headers), else 401.
+    /// Default none.
     pub token: Option<String>,
     /// What the broker logs on stderr. Default info: start, stop, dropped
     /// subscribers; nothing per message.
@@ -115,6 +123,9 @@ pub struct Config {
     pub segment_bytes: u64,
     /// How long an `Idempotency-Key` is remembered. Default 2 min.
     pub dedupe_window: Duration,
+    /// A streaming subscription with nothing to send gets a keep-alive
+    /// this often. Default 15 s.
+    pub stream_keepalive: Duration,
 }
 
 impl Default for Config {
@@ -142,6 +153,7 @@ impl Default for Config {
             retention: Duration::from_secs(3600),
             segment_bytes: 16 * 1024 * 1024,
             dedupe_window: Duration::from_secs(120),
+            stream_keepalive: Duration::from_secs(15),
         }
     }
 }

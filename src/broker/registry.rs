@@ -3,16 +3,21 @@
 //! Publishers and subscriptions come in here; stored messages come back
 //! from the store's writer, in id order, through [`Registry::sink`].
 //!
-//! Lock order, everywhere: `routing`, then `endpoints`, then an endpoint's
-//! own queue. Locks are held only to look up or change the tables, never
+//! Streaming subscriptions have no thread of their own: their queue is read
+//! by the connection that holds them (`tail`).
+//!
+//! Lock order, everywhere: `routing`, then `endpoints`, then `streams`,
+//! then an endpoint's or a stream's own queue. Locks are held only to look up or change the tables, never
 //! across I/O, while waiting for queue room, or while calling the store.
 
 use super::delivery::DropReason;
 use super::metrics::{self, Gauges, Loss, Metrics};
-use super::routing::{Qos, Retained, Routing};
+use super::routing::{Qos, Retained, Routing, Subscription, Target};
 use super::session::{Endpoint, Enqueued, Item, Message, Settings};
+use super::stream::{Event, Format, Stream};
 use super::worker;
 
+mod listing;
 mod restore;
 use crate::json;
 use crate::log;
@@ -20,7 +25,7 @@ use crate::store::{self, Batch, Published, Record, Store, Stored};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread;
 
@@ -42,6 +47,10 @@ pub(crate) struct Registry {
     /// Durable subscriptions whose record is being written: a repeat waits
     /// for the same batch. After `endpoints` in the lock order.
     storing: Mutex<HashMap<(String, SocketAddr), Arc<Batch>>>,
+    /// Streaming subscriptions by number. After `endpoints` in the lock
+    /// order.
+    streams: Mutex<HashMap<u64, Arc<Stream>>>,
+    next_stream: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,6 +82,8 @@ impl Registry {
             metrics: Metrics::default(),
             store,
             storing: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            next_stream: AtomicU64::new(1),
         })
     }
 
@@ -159,22 +170,17 @@ impl Registry {
             endpoint.make_durable();
         }
         endpoint.kick();
-        let before = routing
-            .subscribers(topic)
-            .iter()
-            .find(|s| s.endpoint == addr)
-            .map(|s| s.qos);
-        routing.add(topic, addr, qos);
-        if before.is_none()
-            && let Some(r) = routing.retained(topic)
-        {
-            let qos = r.qos.min(qos);
-            let item = Item::Message(Message {
-                body: body(topic, &r.data, r.id, qos),
-                id: r.id,
-                qos,
-            });
-            endpoint.enqueue(item, &self.settings, &self.metrics, false);
+        let before = routing.add(topic, Target::Endpoint(addr), qos);
+        if before.is_none() {
+            for (retained_topic, r) in routing.retained_matching(topic) {
+                let qos = r.qos.min(qos);
+                let item = Item::Message(Message {
+                    body: body(retained_topic, &r.data, r.id, qos),
+                    id: r.id,
+                    qos,
+                });
+                endpoint.enqueue(item, &self.settings, &self.metrics, false);
+            }
         }
         let key = (topic.to_owned(), addr);
         if qos == Qos::One && before == Some(Qos::One) {
@@ -239,25 +245,28 @@ impl Registry {
         self.route(topic, data, id, qos, false);
     }
 
-    /// Queues a message for every current subscriber of `topic`.
+    /// Queues a message for every current subscriber of `topic`; `kept`:
+    /// it is in the log (a stream's replay may have sent it).
     fn route(&self, topic: &str, data: &str, id: u64, qos: Qos, may_wait: bool) {
-        let targets: Vec<(Arc<Endpoint>, Qos)> = {
-            let routing = lock(&self.routing);
-            let subs = routing.subscribers(topic);
-            if subs.is_empty() {
-                return;
-            }
-            let endpoints = lock(&self.endpoints);
-            subs.iter()
-                .filter_map(|s| {
-                    endpoints
-                        .get(&s.endpoint)
-                        .map(|e| (e.clone(), s.qos.min(qos)))
-                })
-                .collect()
+        let kept = !may_wait && self.store.is_durable();
+        let Some(Targets { endpoints, streams }) = self.targets(topic, qos) else {
+            return;
         };
         let mut bodies: [Option<Arc<[u8]>>; 2] = [None, None];
-        for (endpoint, qos) in targets {
+        for stream in streams {
+            let body = bodies[0]
+                .get_or_insert_with(|| body(topic, data, id, Qos::Zero))
+                .clone();
+            let event = Event {
+                id,
+                body,
+                stored: kept,
+            };
+            if !stream.push(event) {
+                self.metrics.lost(Loss::StreamOverflow, 1);
+            }
+        }
+        for (endpoint, qos) in endpoints {
             let body = bodies[qos as usize]
                 .get_or_insert_with(|| body(topic, data, id, qos))
                 .clone();
@@ -268,6 +277,123 @@ impl Registry {
                 Enqueued::Queued | Enqueued::DroppedOldest => {}
             }
         }
+    }
+
+    /// Who gets a message on `topic` at `qos` (counting the publish for the
+    /// console); `None` if no one.
+    fn targets(&self, topic: &str, qos: Qos) -> Option<Targets> {
+        let mut subs: Vec<Subscription> = Vec::new();
+        let mut routing = lock(&self.routing);
+        routing.count_publish(topic);
+        routing.matching(topic, &mut subs);
+        if subs.is_empty() {
+            return None;
+        }
+        let endpoints = lock(&self.endpoints);
+        let streams = lock(&self.streams);
+        let mut targets = Targets {
+            endpoints: Vec::with_capacity(subs.len()),
+            streams: Vec::new(),
+        };
+        for s in &subs {
+            match s.target {
+                Target::Endpoint(addr) => {
+                    if let Some(e) = endpoints.get(&addr) {
+                        targets.endpoints.push((e.clone(), s.qos.min(qos)));
+                    }
+                }
+                Target::Stream(n) => {
+                    if let Some(stream) = streams.get(&n) {
+                        targets.streams.push(stream.clone());
+                    }
+                }
+            }
+        }
+        Some(targets)
+    }
+
+    /// Opens a streaming subscription of `peer` to `pattern`. With
+    /// `retained`, the retained messages of the topics it matches are
+    /// queued first. Returns the stream and the last stored message routed
+    /// before it: a replay goes up to that one, the stream from after it.
+    ///
+    /// # Errors
+    /// The broker is stopping.
+    pub(crate) fn open_stream(
+        &self,
+        pattern: &str,
+        peer: SocketAddr,
+        format: Format,
+        retained: bool,
+    ) -> io::Result<(Arc<Stream>, u64)> {
+        let mut routing = lock(&self.routing);
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(io::Error::other("broker is stopping"));
+        }
+        let n = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let s = &self.settings;
+        let stream = Arc::new(Stream::new(
+            n,
+            peer,
+            format,
+            s.queue_capacity,
+            s.queue_bytes,
+        ));
+        if retained {
+            for (topic, r) in routing.retained_matching(pattern) {
+                stream.push(Event {
+                    id: r.id,
+                    body: body(topic, &r.data, r.id, Qos::Zero),
+                    stored: false,
+                });
+            }
+        }
+        routing.add(pattern, Target::Stream(n), Qos::Zero);
+        lock(&self.streams).insert(n, stream.clone());
+        Ok((stream, routing.last_stored))
+    }
+
+    /// Ends a streaming subscription (its reader left, overflowed, or the
+    /// broker stops).
+    pub(crate) fn close_stream(&self, stream: &Stream) {
+        let mut routing = lock(&self.routing);
+        routing.remove_target(Target::Stream(stream.id));
+        lock(&self.streams).remove(&stream.id);
+        stream.close();
+    }
+
+    /// Removes the subscription of `addr` to `pattern` (nothing if it had
+    /// none); an endpoint left with none is dropped with its queue. Returns
+    /// the batch to wait on when a durable subscription's removal must be
+    /// stored.
+    pub(crate) fn unsubscribe(&self, pattern: &str, addr: SocketAddr) -> Option<Arc<Batch>> {
+        let mut routing = lock(&self.routing);
+        let mut endpoints = lock(&self.endpoints);
+        let target = Target::Endpoint(addr);
+        if !routing.remove(pattern, target) {
+            return None;
+        }
+        let endpoint = endpoints.get(&addr).cloned()?;
+        let durable = endpoint.is_durable();
+        // Under the lock: in order with the subscription records.
+        let batch = if routing.holds(target) {
+            durable.then(|| {
+                self.store.append(Record::Unsubscribe {
+                    endpoint: addr,
+                    topic: pattern.to_owned(),
+                })
+            })
+        } else {
+            // What it still had queued goes too: it asked for no more.
+            let (_, current) = unlink(&mut routing, &mut endpoints, &endpoint);
+            metrics::add(
+                &self.metrics.subscribers_dropped[DropReason::Unsubscribed.index()],
+                1,
+            );
+            log::debug!("subscriber {addr} dropped: {}", DropReason::Unsubscribed);
+            (durable && current).then(|| self.store.append(Record::End { endpoint: addr }))
+        };
+        batch.flatten()
     }
 
     /// Answers a subscriber's heartbeat: queues a `POST /hb` to each endpoint
@@ -414,8 +540,8 @@ impl Registry {
         if !failed {
             return;
         }
-        routing.remove(topic, addr);
-        if !routing.holds(addr)
+        routing.remove(topic, Target::Endpoint(addr));
+        if !routing.holds(Target::Endpoint(addr))
             && let Some(endpoint) = endpoints.get(&addr).cloned()
         {
             unlink(&mut routing, &mut endpoints, &endpoint);
@@ -436,6 +562,9 @@ impl Registry {
             }
         }
         endpoints.clear();
+        for stream in lock(&self.streams).drain() {
+            stream.1.close();
+        }
         routing.clear();
     }
 
@@ -455,6 +584,13 @@ impl Registry {
         g.topics = routing.topic_count();
         g.retained = routing.retained_count();
         g.subscribers = endpoints.len();
+        let streams = lock(&self.streams);
+        g.streams = streams.len();
+        for stream in streams.values() {
+            let (messages, bytes) = stream.depth();
+            g.queued_messages += messages;
+            g.queued_bytes += bytes;
+        }
         for endpoint in endpoints.values() {
             let (messages, bytes) = endpoint.depth();
             g.queued_messages += messages;
@@ -483,7 +619,7 @@ fn unlink(
         .is_some_and(|e| Arc::ptr_eq(e, endpoint));
     if current {
         endpoints.remove(&endpoint.addr);
-        routing.remove_endpoint(endpoint.addr);
+        routing.remove_target(Target::Endpoint(endpoint.addr));
     }
     (lost, current)
 }
@@ -491,6 +627,13 @@ fn unlink(
 /// What a subscription under the locks left to do: the new endpoint whose
 /// thread is to start, and the batch its record is in.
 type Subscribed = (Option<Arc<Endpoint>>, Option<Arc<Batch>>);
+
+/// The subscribers a message goes to: endpoints with the QoS of the
+/// delivery, and streams.
+struct Targets {
+    endpoints: Vec<(Arc<Endpoint>, Qos)>,
+    streams: Vec<Arc<Stream>>,
+}
 
 /// Where a publish stands once [`Registry::publish`] returns.
 pub(crate) enum Publishing {

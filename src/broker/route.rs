@@ -6,7 +6,7 @@
 use super::routing::Qos;
 use crate::http::percent_decode;
 use crate::json::{self, Object, Value};
-use crate::topic;
+use crate::pattern;
 
 /// A valid broker request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,14 +18,25 @@ pub(crate) enum Action {
         qos: Qos,
         retain: bool,
     },
-    /// `POST /sub/{topic}`.
+    /// `POST /sub/{pattern}`.
     Subscribe { topic: String, port: u16, qos: Qos },
+    /// `GET /sub/{pattern}`: a streaming subscription (extension); how it
+    /// is framed and where it resumes come from the request's headers.
+    Stream { pattern: String },
+    /// `DELETE /sub/{pattern}` or `POST /unsub/{pattern}` (extension).
+    Unsubscribe { pattern: String, port: u16 },
     /// `POST /hb`, with the optional port extension.
     Heartbeat { port: Option<u16> },
     /// `GET /healthz` (extension).
     Health,
     /// `GET /metrics` (extension).
     Metrics,
+    /// `GET /`: the console page (extension).
+    Console,
+    /// `GET /api/v1/topics` (extension).
+    Topics,
+    /// `GET /api/v1/subscribers` (extension).
+    Subscribers,
 }
 
 impl Action {
@@ -62,8 +73,12 @@ impl Reject {
 enum Endpoint {
     Publish,
     Subscribe,
+    Unsubscribe,
     Heartbeat,
 }
+
+/// What `/sub/{pattern}` takes.
+const SUB_METHODS: &[(&str, &str)] = &[("Allow", "GET, POST, DELETE")];
 
 /// Routes a request whose body has been read in full.
 ///
@@ -74,6 +89,9 @@ pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Rej
     let operations = match path {
         "/healthz" => Some(Action::Health),
         "/metrics" => Some(Action::Metrics),
+        "/" => Some(Action::Console),
+        "/api/v1/topics" => Some(Action::Topics),
+        "/api/v1/subscribers" => Some(Action::Subscribers),
         _ => None,
     };
     if let Some(action) = operations {
@@ -87,13 +105,30 @@ pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Rej
     let (endpoint, raw_topic) = if let Some(rest) = path.strip_prefix("/pub/") {
         (Endpoint::Publish, rest)
     } else if let Some(rest) = path.strip_prefix("/sub/") {
-        (Endpoint::Subscribe, rest)
+        match method {
+            "GET" => {
+                let pattern = decode_pattern(rest)?;
+                return Ok(Action::Stream { pattern });
+            }
+            "DELETE" => (Endpoint::Unsubscribe, rest),
+            "POST" => (Endpoint::Subscribe, rest),
+            _ => {
+                let mut reject = Reject::new(405, "method not allowed");
+                reject.allow = SUB_METHODS;
+                return Err(reject);
+            }
+        }
+    } else if let Some(rest) = path.strip_prefix("/unsub/") {
+        (Endpoint::Unsubscribe, rest)
     } else if path == "/hb" {
         (Endpoint::Heartbeat, "")
     } else {
         return Err(Reject::new(404, "not found"));
     };
-    if method != "POST" {
+    if !matches!(
+        (method, &endpoint),
+        ("POST", _) | ("DELETE", Endpoint::Unsubscribe)
+    ) {
         return Err(Reject::new(405, "method not allowed"));
     }
     match endpoint {
@@ -119,11 +154,18 @@ pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Rej
             })
         }
         Endpoint::Subscribe => {
-            let topic = decode_topic(raw_topic)?;
+            let topic = decode_pattern(raw_topic)?;
             let object = parse_body(body)?;
             let qos = qos(&object)?;
             match port(&object)? {
                 Some(port) => Ok(Action::Subscribe { topic, port, qos }),
+                None => Err(Reject::bad("missing key \"port\"")),
+            }
+        }
+        Endpoint::Unsubscribe => {
+            let pattern = decode_pattern(raw_topic)?;
+            match port(&parse_body(body)?)? {
+                Some(port) => Ok(Action::Unsubscribe { pattern, port }),
                 None => Err(Reject::bad("missing key \"port\"")),
             }
         }
@@ -136,11 +178,23 @@ pub(crate) fn route(method: &str, path: &str, body: &[u8]) -> Result<Action, Rej
     }
 }
 
+/// A publish's topic: no level may be a wildcard.
 fn decode_topic(raw: &str) -> Result<String, Reject> {
-    let bytes = percent_decode(raw).map_err(|_| Reject::bad("bad percent-encoding in topic"))?;
-    let topic = String::from_utf8(bytes).map_err(|_| Reject::bad("topic is not valid UTF-8"))?;
-    topic::validate(&topic).map_err(Reject::bad)?;
+    let topic = decode(raw)?;
+    pattern::validate_topic(&topic).map_err(Reject::bad)?;
     Ok(topic)
+}
+
+/// A subscription's pattern (PROTOCOL.md section 6.5).
+fn decode_pattern(raw: &str) -> Result<String, Reject> {
+    let topic = decode(raw)?;
+    pattern::validate_pattern(&topic).map_err(Reject::bad)?;
+    Ok(topic)
+}
+
+fn decode(raw: &str) -> Result<String, Reject> {
+    let bytes = percent_decode(raw).map_err(|_| Reject::bad("bad percent-encoding in topic"))?;
+    String::from_utf8(bytes).map_err(|_| Reject::bad("topic is not valid UTF-8"))
 }
 
 fn parse_body(body: &[u8]) -> Result<Object, Reject> {
@@ -274,6 +328,54 @@ mod tests {
             ("POST", "/sub/t", r#"{"port":true}"#, Err(400)),
             ("POST", "/sub/t", r#"{"qos":0}"#, Err(400)),
             ("PUT", "/sub/t", "", Err(405)),
+            (
+                "GET",
+                "/sub/a/+/%23",
+                "",
+                Ok(Action::Stream {
+                    pattern: "a/+/#".into(),
+                }),
+            ),
+            ("GET", "/sub/a/#/b", "", Err(400)),
+            ("GET", "/sub/a+", "", Err(400)),
+            ("POST", "/sub/a%23", r#"{"port":"7"}"#, Err(400)),
+            ("POST", "/sub/%2B", r#"{"port":"7"}"#, sub("+", 7)),
+            ("POST", "/pub/a/+", r#"{"data":"x"}"#, Err(400)),
+            ("POST", "/pub/%23", r#"{"data":"x"}"#, Err(400)),
+            (
+                "POST",
+                "/pub/a+b/c#",
+                r#"{"data":"x"}"#,
+                publish("a+b/c#", "x"),
+            ),
+            (
+                "DELETE",
+                "/sub/a/%23",
+                r#"{"port":"7"}"#,
+                Ok(Action::Unsubscribe {
+                    pattern: "a/#".into(),
+                    port: 7,
+                }),
+            ),
+            (
+                "POST",
+                "/unsub/t",
+                r#"{"port":7}"#,
+                Ok(Action::Unsubscribe {
+                    pattern: "t".into(),
+                    port: 7,
+                }),
+            ),
+            ("DELETE", "/sub/t", "", Err(400)),
+            ("DELETE", "/sub/t", r#"{"qos":0}"#, Err(400)),
+            ("POST", "/unsub/a/#/b", r#"{"port":7}"#, Err(400)),
+            ("GET", "/unsub/t", "", Err(405)),
+            ("DELETE", "/pub/t", "", Err(405)),
+            ("GET", "/", "", Ok(Action::Console)),
+            ("POST", "/", "", Err(405)),
+            ("GET", "/api/v1/topics", "", Ok(Action::Topics)),
+            ("GET", "/api/v1/subscribers", "", Ok(Action::Subscribers)),
+            ("GET", "/api/v1/nope", "", Err(404)),
             ("POST", "/hb", "", Ok(Action::Heartbeat { port: None })),
             (
                 "POST",

@@ -295,6 +295,11 @@ impl Endpoint {
         state.failing = false;
     }
 
+    /// Whether its last delivery failed (it is being retried).
+    pub(crate) fn is_failing(&self) -> bool {
+        self.lock().failing
+    }
+
     /// A delivery failed.
     pub(crate) fn failed(&self) {
         self.lock().failing = true;

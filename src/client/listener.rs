@@ -8,9 +8,10 @@
 //! Owns the listening socket and the accepted connections. A callback that
 //! panics is reported and skipped; it never takes the client down.
 
-use super::{Inner, Message, lock};
+use super::{Callback, Inner, Message, lock};
 use crate::http::{Limits, RequestHead};
 use crate::json;
+use crate::pattern;
 use crate::server::{self, Reply};
 use std::net::{TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -202,17 +203,20 @@ pub(super) fn dispatch_loop(inner: Arc<Inner>, messages: Receiver<Message>) {
             Err(RecvTimeoutError::Timeout) if !inner.stopping.load(Ordering::SeqCst) => continue,
             Err(_) => return,
         };
-        let callback = inner
+        // Every pattern the topic matches has its callback run (none: not,
+        // or no longer, subscribed; dropped, as the Go client does).
+        let callbacks: Vec<(String, Callback)> = inner
             .lock_subscriptions()
-            .get(&message.topic)
-            .map(|s| s.callback.clone());
-        let Some(callback) = callback else {
-            continue; // not (or no longer) subscribed: dropped, as the Go client does
-        };
-        let mut callback = callback.lock().unwrap_or_else(|e| e.into_inner());
-        let topic = message.topic.clone();
-        if catch_unwind(AssertUnwindSafe(|| (*callback)(message))).is_err() {
-            crate::log::warning!("client: the callback for topic {topic:?} panicked");
+            .iter()
+            .filter(|(p, _)| pattern::matches(p, &message.topic))
+            .map(|(p, s)| (p.clone(), s.callback.clone()))
+            .collect();
+        for (pattern, callback) in callbacks {
+            let mut callback = callback.lock().unwrap_or_else(|e| e.into_inner());
+            let message = message.clone();
+            if catch_unwind(AssertUnwindSafe(|| (*callback)(message))).is_err() {
+                crate::log::warning!("client: the callback for {pattern:?} panicked");
+            }
         }
     }
 }

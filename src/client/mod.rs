@@ -56,16 +56,18 @@ mod listener;
 mod outbox;
 mod publisher;
 mod qos;
+mod stream;
 
 pub use builder::Builder;
 pub use dedupe::DEDUPE_WINDOW;
 pub use error::Error;
 pub use publisher::{DEFAULT_WINDOW, Failure, Publisher};
 pub use qos::{MAX_IDEMPOTENCY_KEY, PublishOptions, Qos};
+pub use stream::Stream;
 
 use crate::http;
 use crate::net::Connection;
-use crate::topic;
+use crate::pattern;
 use call::Request;
 use dedupe::Dedupe;
 use std::collections::HashMap;
@@ -92,13 +94,15 @@ pub const DEFAULT_LISTEN_PORT: u16 = 10000;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// The topic it was published to.
+    /// The topic it was published to (the topic itself, also when the
+    /// subscription is a wildcard pattern).
     pub topic: String,
     /// What the publisher sent.
     pub data: String,
-    /// The broker's number for it (`Message-Id`), on a qos 1 delivery: the
-    /// same for every subscriber, growing, never reused. `None` on a qos 0
-    /// delivery and from the Go broker.
+    /// The broker's number for it (`Message-Id`), on a qos 1 delivery and
+    /// on every message of a [`Stream`]: the same for every subscriber,
+    /// growing, never reused. `None` on a qos 0 callback delivery and from
+    /// the Go broker.
     pub id: Option<u64>,
 }
 
@@ -195,7 +199,7 @@ fn publish_request(
     qos: Qos,
     retain: bool,
 ) -> Result<(String, Vec<u8>), Error> {
-    topic::validate(topic).map_err(Error::InvalidTopic)?;
+    pattern::validate_topic(topic).map_err(Error::InvalidTopic)?;
     Ok((
         format!("/pub/{}", http::percent_encode_path(topic)),
         qos::publish_body(data, qos, retain),
@@ -388,7 +392,7 @@ impl Client {
     where
         F: FnMut(Message) + Send + 'static,
     {
-        topic::validate(topic).map_err(Error::InvalidTopic)?;
+        pattern::validate_pattern(topic).map_err(Error::InvalidTopic)?;
         let callback: Callback = Arc::new(Mutex::new(Box::new(callback)));
         let subscription = Subscription { callback, qos };
         // Registered first: the broker may deliver before its 202 reaches us.
@@ -408,6 +412,76 @@ impl Client {
             };
         }
         result
+    }
+
+    /// Ends the subscription to `pattern` (as given to
+    /// [`Client::subscribe`]): the broker sends nothing more for it once
+    /// this returns, and its callback is dropped. Unsubscribing from what
+    /// was never subscribed is not an error.
+    ///
+    /// # Errors
+    /// As for [`Client::publish`]; a Go broker, which knows no unsubscribe,
+    /// answers [`Error::Status`] 404 (the callback is dropped anyway).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use message_broker::client::{Client, Message};
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// client.subscribe("alerts/+", |msg: Message| println!("{}", msg.data))?;
+    /// client.unsubscribe("alerts/+")?;
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn unsubscribe(&self, pattern: &str) -> Result<(), Error> {
+        pattern::validate_pattern(pattern).map_err(Error::InvalidTopic)?;
+        self.inner.lock_subscriptions().remove(pattern);
+        let body = format!("{{\"port\":\"{}\"}}", self.inner.listen_port);
+        let target = format!("/unsub/{}", http::percent_encode_path(pattern));
+        self.inner.post(&target, body.as_bytes())
+    }
+
+    /// Subscribes to `pattern` over a connection the client holds (a
+    /// streaming subscription): no listening port is needed, so it works
+    /// behind NAT or a firewall. Read the messages from the [`Stream`], an
+    /// iterator; each has its id. After a break the stream reconnects and
+    /// resumes after the last id it gave out, from the broker's log (what
+    /// the log keeps: qos 1 and retained messages). A new stream begins
+    /// with the retained messages of the topics it matches.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopic`] for a bad pattern; [`Error::Status`] if the
+    /// broker refuses the stream (401 without the token; 404 from a Go
+    /// broker); [`Error::Io`] if it cannot be reached.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// for msg in client.stream("sensors/+/temperature")? {
+    ///     println!("{}: {}", msg.topic, msg.data);
+    /// }
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn stream(&self, pattern: &str) -> Result<Stream, Error> {
+        Stream::open(self.inner.clone(), pattern, None)
+    }
+
+    /// As [`Client::stream`], first replaying the stored messages after id
+    /// `after` (a [`Message::id`] seen earlier) from the broker's log.
+    ///
+    /// # Errors
+    /// As [`Client::stream`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+    /// let last_seen = 1_796_063_850_630_306;
+    /// let mut stream = client.stream_after("orders", last_seen)?;
+    /// println!("{:?}", stream.next());
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn stream_after(&self, pattern: &str, after: u64) -> Result<Stream, Error> {
+        Stream::open(self.inner.clone(), pattern, Some(after))
     }
 
     /// Stops the client's threads and frees its port. Dropping the client

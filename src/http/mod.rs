@@ -62,7 +62,9 @@ pub use chunked::{write_chunk, write_last_chunk};
 pub use error::HttpError;
 pub use headers::Headers;
 pub use request::{BodyFraming, RequestHead, read_body, read_request_head};
+pub(crate) use response::read_response_head;
 pub use response::{Response, read_response};
+pub(crate) use uri::query_value;
 pub use uri::{percent_decode, percent_encode_path};
 pub use write::{reason_phrase, write_request, write_response};
 

@@ -62,6 +62,39 @@ pub struct Response {
 /// # Ok::<(), message_broker::http::HttpError>(())
 /// ```
 pub fn read_response<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Response, HttpError> {
+    let (version, status, reason, headers) = read_response_head(r, limits)?;
+    let mut keep_alive = keep_alive(version, &headers) && status != 101;
+    let body = if matches!(status, 101 | 204 | 304) {
+        Vec::new()
+    } else {
+        match message_framing(version, &headers)? {
+            Some(framing) => read_body(r, framing, limits)?,
+            None => {
+                keep_alive = false;
+                read_to_eof(r, limits)?
+            }
+        }
+    };
+    Ok(Response {
+        version,
+        status,
+        reason,
+        headers,
+        body,
+        keep_alive,
+    })
+}
+
+/// The status line and headers of the next final response, skipping interim (1xx) ones; the
+/// body is left to the caller (a stream's runs as long as the connection).
+///
+/// # Errors
+///
+/// As [`read_response`], for the head.
+pub(crate) fn read_response_head<R: BufRead>(
+    r: &mut R,
+    limits: &Limits,
+) -> Result<(Version, u16, String, Headers), HttpError> {
     let mut line = Vec::new();
     for skipped in 0..=MAX_INTERIM_RESPONSES {
         match read_line(r, limits.max_request_line.saturating_add(2), &mut line)? {
@@ -77,26 +110,7 @@ pub fn read_response<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Response,
         if (100..200).contains(&status) && status != 101 {
             continue;
         }
-        let mut keep_alive = keep_alive(version, &headers) && status != 101;
-        let body = if matches!(status, 101 | 204 | 304) {
-            Vec::new()
-        } else {
-            match message_framing(version, &headers)? {
-                Some(framing) => read_body(r, framing, limits)?,
-                None => {
-                    keep_alive = false;
-                    read_to_eof(r, limits)?
-                }
-            }
-        };
-        return Ok(Response {
-            version,
-            status,
-            reason,
-            headers,
-            body,
-            keep_alive,
-        });
+        return Ok((version, status, reason, headers));
     }
     Err(HttpError::BadRequest("too many interim responses"))
 }

@@ -40,6 +40,18 @@ pub fn percent_decode(s: &str) -> Result<Vec<u8>, HttpError> {
     Ok(out)
 }
 
+/// The value of `name` in a query string (`since=5&token=x`), percent-decoded, with `+` as a
+/// space (form encoding, as browsers write queries). `None` if it is absent, badly encoded or
+/// not UTF-8; the first one counts when it is given twice.
+pub(crate) fn query_value(query: &str, name: &str) -> Option<String> {
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.split_once('=').filter(|(n, _)| *n == name))?
+        .1
+        .replace('+', " ");
+    String::from_utf8(percent_decode(&raw).ok()?).ok()
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -78,6 +90,22 @@ pub fn percent_encode_path(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values() {
+        let q = "since=42&token=a%2Bb+c&empty=&since=7";
+        assert_eq!(
+            query_value(q, "since").as_deref(),
+            Some("42"),
+            "the first counts"
+        );
+        assert_eq!(query_value(q, "token").as_deref(), Some("a+b c"));
+        assert_eq!(query_value(q, "empty").as_deref(), Some(""));
+        assert_eq!(query_value(q, "nope"), None);
+        assert_eq!(query_value("token=%zz", "token"), None);
+        assert_eq!(query_value("token=%ff", "token"), None);
+        assert_eq!(query_value("tokens=1", "token"), None);
+    }
 
     #[test]
     fn decode_table() {

@@ -6,6 +6,7 @@
 //! - `state`: what the records add up to: sessions, positions, retained
 //!   messages, keys (pure).
 //! - `recover`: start-up: read the segments, cut bad tails, rebuild.
+//! - `replay`: the stored messages after an id, for a stream that resumes.
 //! - `writer`: the thread that appends, group-commits and rotates.
 //!
 //! Owns the files and the order of stored messages: an id is given out
@@ -18,11 +19,13 @@ mod crc32c;
 mod keys;
 mod record;
 mod recover;
+mod replay;
 mod state;
 mod writer;
 
 pub(crate) use record::{Record, Stored};
 pub(crate) use recover::Recovered;
+pub(crate) use replay::{Replay, Start};
 pub(crate) use writer::Batch;
 
 use std::fmt;
@@ -291,6 +294,23 @@ impl Store {
         let thread = writer::spawn(self.clone(), options.clone(), recovered)?;
         *lock(&self.writer) = Some(thread);
         Ok(())
+    }
+
+    /// The stored messages after `after` up to `until`, read back from the
+    /// log for a stream that resumes; `None` without a data directory.
+    ///
+    /// # Errors
+    /// The data directory cannot be read.
+    pub(crate) fn replay(&self, after: u64, until: u64) -> io::Result<Option<(Start, Replay)>> {
+        match &self.disk {
+            Some(options) => Replay::open(&options.dir, after, until).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next id to be given out: every id before it is taken.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
     }
 
     /// Whether there is a data directory.

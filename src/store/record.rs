@@ -57,8 +57,12 @@ pub(crate) enum Record {
     },
     /// `endpoint` answered every message up to `id`.
     Ack { endpoint: SocketAddr, id: u64 },
-    /// `endpoint`'s session ended (expired, or past its backlog).
+    /// `endpoint`'s session ended (expired, past its backlog, or left
+    /// with no subscription).
     End { endpoint: SocketAddr },
+    /// `endpoint` unsubscribed from `topic` (a pattern); its other
+    /// subscriptions stay.
+    Unsubscribe { endpoint: SocketAddr, topic: String },
     /// Ids up to `max` were given out (in a snapshot: ids are never reused,
     /// even once the segments holding them are deleted).
     Ids { max: u64 },
@@ -138,6 +142,11 @@ impl Record {
                 out.push(8);
                 string(out, topic);
                 out.extend_from_slice(&id.to_le_bytes());
+            }
+            Record::Unsubscribe { endpoint, topic } => {
+                out.push(9);
+                string(out, &endpoint.to_string());
+                string(out, topic);
             }
         }
         let len = (out.len() - start - HEADER) as u32;
@@ -268,6 +277,10 @@ fn parse(payload: &[u8]) -> Option<Record> {
             topic: r.string()?,
             id: r.u64()?,
         },
+        9 => Record::Unsubscribe {
+            endpoint: r.endpoint()?,
+            topic: r.string()?,
+        },
         _ => return None,
     };
     // Trailing bytes mean a record we do not understand.
@@ -321,6 +334,10 @@ mod tests {
                 topic: "t".into(),
                 id: 5,
             },
+            Record::Unsubscribe {
+                endpoint: v6,
+                topic: "a/+/#".into(),
+            },
         ]
     }
 
@@ -364,7 +381,11 @@ mod tests {
         assert_eq!(Record::decode(&[0; 8]), Err(Cut::BadLength));
         assert_eq!(Record::decode(&[0xff; 16]), Err(Cut::BadLength));
         // A valid checksum over garbage: not a record.
-        for payload in [&[9u8][..], &[4, 255, 255, 255, 255], &[6, 1, 0, 0, 0, b'x']] {
+        for payload in [
+            &[10u8][..],
+            &[4, 255, 255, 255, 255],
+            &[6, 1, 0, 0, 0, b'x'],
+        ] {
             let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
             frame.extend_from_slice(&super::crc32c::checksum(payload).to_le_bytes());
             frame.extend_from_slice(payload);

@@ -89,7 +89,7 @@ pub(crate) fn recover(dir: &Path, backlog_bytes: usize) -> io::Result<Recovered>
 }
 
 /// Segment files in `dir`, oldest first.
-fn list(dir: &Path) -> io::Result<Vec<Segment>> {
+pub(super) fn list(dir: &Path) -> io::Result<Vec<Segment>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;

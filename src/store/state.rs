@@ -8,13 +8,14 @@
 
 use super::keys::{MAX_KEY_BYTES, MAX_KEYS};
 use super::record::{Record, Stored};
+use crate::pattern;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 /// A durable subscription endpoint as the log knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Session {
-    /// Topic to the id after which the subscription began.
+    /// Topic pattern to the id after which the subscription began.
     pub(crate) topics: BTreeMap<String, u64>,
     /// Every message up to this id was answered.
     pub(crate) position: u64,
@@ -23,9 +24,12 @@ pub(crate) struct Session {
 impl Session {
     /// Whether message `id` on `topic` is still owed to this session.
     pub(crate) fn owes(&self, topic: &str, id: u64) -> bool {
-        self.topics
-            .get(topic)
-            .is_some_and(|&from| id > from && id > self.position)
+        id > self.position
+            && (self.topics.get(topic).is_some_and(|&from| id > from)
+                || self
+                    .topics
+                    .iter()
+                    .any(|(p, &from)| id > from && pattern::matches(p, topic)))
     }
 
     /// Messages up to this id are owed to it on no topic, given each
@@ -54,9 +58,12 @@ pub(crate) struct State {
     pub(crate) retained: HashMap<String, Stored>,
     /// (topic, key) to (id, publish time in ms since the epoch).
     pub(crate) keys: HashMap<(String, String), (u64, u64)>,
-    /// The last qos 1 message of each topic some session subscribes to
+    /// The last qos 1 message of each pattern some session subscribes to
     /// (what a session may be owed).
     last: HashMap<String, u64>,
+    /// Some pattern in `last` has a wildcard: a message must be matched
+    /// against each of them, not only looked up.
+    wildcards: bool,
 }
 
 impl State {
@@ -65,11 +72,8 @@ impl State {
         match record {
             Record::Message(s) | Record::Retained(s) => {
                 self.max_id = self.max_id.max(s.id);
-                if matches!(record, Record::Message(_))
-                    && s.qos1
-                    && let Some(last) = self.last.get_mut(&s.topic)
-                {
-                    *last = (*last).max(s.id);
+                if matches!(record, Record::Message(_)) && s.qos1 {
+                    self.saw_qos1(&s.topic, s.id);
                 }
                 if s.retain || matches!(record, Record::Retained(_)) {
                     if s.data.is_empty() {
@@ -101,6 +105,14 @@ impl State {
                 let session = self.sessions.entry(*endpoint).or_default();
                 session.topics.entry(topic.clone()).or_insert(*from);
                 self.last.entry(topic.clone()).or_insert(0);
+                self.wildcards |= pattern::is_wildcard(topic);
+            }
+            Record::Unsubscribe { endpoint, topic } => {
+                if let Some(session) = self.sessions.get_mut(endpoint)
+                    && session.topics.remove(topic).is_some()
+                {
+                    self.forget_unheld([topic.as_str()]);
+                }
             }
             Record::Ack { endpoint, id } => {
                 self.max_id = self.max_id.max(*id);
@@ -110,12 +122,7 @@ impl State {
             }
             Record::End { endpoint } => {
                 if let Some(ended) = self.sessions.remove(endpoint) {
-                    // Forget the topics no session holds any more.
-                    for topic in ended.topics.keys() {
-                        if !self.sessions.values().any(|s| s.topics.contains_key(topic)) {
-                            self.last.remove(topic);
-                        }
-                    }
+                    self.forget_unheld(ended.topics.keys().map(String::as_str));
                 }
             }
             Record::Ids { max } => self.max_id = self.max_id.max(*max),
@@ -123,6 +130,31 @@ impl State {
                 self.max_id = self.max_id.max(*id);
                 let last = self.last.entry(topic.clone()).or_insert(0);
                 *last = (*last).max(*id);
+                self.wildcards |= pattern::is_wildcard(topic);
+            }
+        }
+    }
+
+    /// A qos 1 message `id` was stored on `topic`: the patterns it matches
+    /// have a newer last message.
+    fn saw_qos1(&mut self, topic: &str, id: u64) {
+        if let Some(last) = self.last.get_mut(topic) {
+            *last = (*last).max(id);
+        }
+        if self.wildcards {
+            for (p, last) in &mut self.last {
+                if pattern::is_wildcard(p) && pattern::matches(p, topic) {
+                    *last = (*last).max(id);
+                }
+            }
+        }
+    }
+
+    /// Forgets the last message of the patterns no session holds any more.
+    fn forget_unheld<'a>(&mut self, patterns: impl IntoIterator<Item = &'a str>) {
+        for p in patterns {
+            if !self.sessions.values().any(|s| s.topics.contains_key(p)) {
+                self.last.remove(p);
             }
         }
     }
@@ -276,5 +308,49 @@ mod tests {
         assert_eq!(state.floor(), u64::MAX);
         state.prune_keys(3);
         assert_eq!(state.keys.len(), 3, "published at 3, 4 and 5");
+    }
+
+    #[test]
+    fn wildcard_sessions_and_unsubscribe() {
+        let a = "127.0.0.1:1".parse().unwrap();
+        let mut state = State::default();
+        let subscribe = |topic: &str, from| Record::Subscribe {
+            endpoint: a,
+            topic: topic.into(),
+            from,
+        };
+        state.apply(&subscribe("s/+", 0));
+        state.apply(&subscribe("x/#", 2));
+        state.apply(&message(1, "s/1", false, "one"));
+        state.apply(&message(3, "x/y/z", false, "three"));
+        let session = &state.sessions[&a];
+        assert!(session.owes("s/1", 1));
+        assert!(!session.owes("s/1/2", 4), "+ is one level");
+        assert!(session.owes("x", 3), "x/# matches x");
+        assert!(!session.owes("x/y", 2), "x/# began after 2");
+        assert_eq!(state.floor(), 0);
+        state.apply(&Record::Ack { endpoint: a, id: 3 });
+        assert_eq!(state.floor(), u64::MAX, "both patterns answered");
+        state.apply(&message(4, "s/2", false, "four"));
+        assert_eq!(state.floor(), 3);
+
+        let mut again = State::default();
+        for r in state.snapshot(4) {
+            again.apply(&r);
+        }
+        assert_eq!(again.floor(), 3, "wildcard lasts survive the snapshot");
+
+        state.apply(&Record::Unsubscribe {
+            endpoint: a,
+            topic: "s/+".into(),
+        });
+        assert!(!state.sessions[&a].owes("s/2", 4), "unsubscribed");
+        assert_eq!(state.floor(), u64::MAX, "nothing owed on x/#");
+        assert!(state.sessions.contains_key(&a), "x/# stays");
+        state.apply(&Record::Unsubscribe {
+            endpoint: a,
+            topic: "nope".into(),
+        });
+        assert_eq!(state.sessions[&a].topics.len(), 1);
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod durable;
+pub mod patterns;
+pub mod streams;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -554,4 +556,10 @@ pub fn publish_request(topic: &str, data: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// The status of `METHOD path` (no body) on a new connection.
+pub fn get_status(addr: SocketAddr, path: &str, method: &str) -> u16 {
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+    exchange(addr, request.as_bytes()).status
 }

@@ -5,7 +5,7 @@
 use super::{Registry, body, lock};
 use crate::broker::delivery::DropReason;
 use crate::broker::metrics;
-use crate::broker::routing::{Qos, Retained};
+use crate::broker::routing::{Qos, Retained, Target};
 use crate::broker::session::{Endpoint, Item, Message};
 use crate::log;
 use crate::store::{Record, Recovered};
@@ -39,7 +39,7 @@ impl Registry {
                 continue;
             }
             for topic in session.topics.keys() {
-                routing.add(topic, *addr, Qos::One);
+                routing.add(topic, Target::Endpoint(*addr), Qos::One);
             }
             for s in found.backlogs.remove(addr).unwrap_or_default() {
                 let item = Item::Message(Message {
