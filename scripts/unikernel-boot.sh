@@ -154,8 +154,9 @@ build raised "${raised[@]}"
 boot base Kraftfile.base --request-timeout 2s --liveness-timeout 60
 boot raised Kraftfile --request-timeout 2s --liveness-timeout 60
 # The log on the real kernel: qos 1 and a retained message with --data-dir
-# (on the initrd's ramfs, so not its persistence across boots).
+# (on the initrd's ramfs, so not its persistence across boots); then the
+# console, SSE streams, and a stream resumed from that log.
 UNIKERNEL_BOOT_TEST=durable UNIKERNEL_BOOT_KERNEL=raised \
-  boot durable Kraftfile --data-dir /data --liveness-timeout 60
+  boot durable Kraftfile --data-dir /data --liveness-timeout 60 --stream-keepalive 2s
 if [ "${UNIKERNEL_CAPACITY:-}" = 1 ]; then capacity base; capacity raised; fi
 echo "unikernel-boot: ok"

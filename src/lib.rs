@@ -46,6 +46,27 @@
 //! is exactly as before. The README's "Delivery guarantees" says what each
 //! mode promises.
 //!
+//! # Subscribers without a port
+//!
+//! `GET /sub/{pattern}` holds the connection and streams the messages as
+//! server-sent events or NDJSON (`PROTOCOL.md` section 6.3): `curl -N`, a
+//! browser's `EventSource`, or [`client::Client::stream`] for a program that
+//! cannot listen on a port. Patterns take MQTT's wildcards, `+` for one
+//! level and a last `#` for the rest, in every kind of subscription, and
+//! `GET /` is a live console in the browser.
+//!
+//! ```no_run
+//! use message_broker::client::Client;
+//!
+//! # fn main() -> Result<(), message_broker::client::Error> {
+//! let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
+//! for msg in client.stream("sensors/+/temperature")? {
+//!     println!("{} (id {:?}): {}", msg.topic, msg.id, msg.data);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Why threads and not async
 //!
 //! The broker uses one OS thread per connection and one per subscriber
@@ -60,7 +81,9 @@
 //! - [`json`]: the JSON decoder and encoder (pure).
 //! - [`broker`]: the server: connections, routing, sessions, delivery.
 //! - `store` (private): message ids, idempotency keys and the log.
-//! - [`client`]: the embeddable client: publish, subscribe with a callback.
+//! - [`client`]: the embeddable client: publish, subscribe with a callback
+//!   or over a stream.
+//! - `pattern` (private): topics, subscription patterns and their matching.
 //! - [`cli`]: the broker's command line and its `BROKER_*` variables.
 //! - [`log`]: leveled logging to stderr.
 //!

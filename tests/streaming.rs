@@ -313,3 +313,40 @@ fn a_stream_is_never_evicted_to_make_room() {
         "the idle connection made room"
     );
 }
+
+#[test]
+fn what_a_reader_sends_is_ignored_and_its_close_still_ends_the_stream() {
+    let broker = BrokerProcess::start(&["--stream-keepalive", "30s"]);
+    let mut s = StreamReader::sse(broker.addr, "g/1", &[]);
+    // Garbage, a pipelined request: neither is read as a request.
+    let mut junk = b"\x00\xffGET /metrics HTTP/1.1\r\n\r\n".to_vec();
+    junk.extend(std::iter::repeat_n(b'x', 30 * 1024));
+    std::io::Write::write_all(&mut s.socket(), &junk).unwrap();
+    let id = publish_id(broker.addr, "g/1", "still streaming");
+    assert_eq!(s.message().id, Some(id));
+    wait_metric(broker.addr, "broker_streams", 1, WAIT);
+    // Its close is noticed within a second or so, not at the next keep-alive.
+    s.close();
+    wait_metric(broker.addr, "broker_streams", 0, WAIT);
+}
+
+#[test]
+fn a_reader_that_sends_without_end_loses_its_stream() {
+    let broker = BrokerProcess::start(&["--stream-keepalive", "30s"]);
+    let s = StreamReader::sse(broker.addr, "g/2", &[]);
+    wait_metric(broker.addr, "broker_streams", 1, WAIT);
+    let socket = s.socket().try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'z'; 64 * 1024];
+        // Until the broker gives up on it (bounded: 64 MiB at most).
+        for _ in 0..1024 {
+            if std::io::Write::write_all(&mut &socket, &chunk).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    wait_metric(broker.addr, "broker_streams", 0, WAIT);
+    s.close();
+    assert!(writer.join().unwrap(), "the broker closed the stream");
+}

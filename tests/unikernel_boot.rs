@@ -14,6 +14,7 @@ mod support;
 use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::streams::StreamReader;
 use support::{
     RawSubscriber, WAIT, connect, metric, publish, publish_request, read_resp, subscribe,
     wait_until,
@@ -272,4 +273,38 @@ fn durable() {
         metric(broker, "broker_log_bytes"),
         metric(broker, "broker_log_syncs_total")
     );
+    streams(broker, &ids);
+}
+
+/// The console, a wildcard stream, a resume from the guest's log, and a
+/// reader that leaves (found by a non-blocking read on lwIP, or by the next
+/// keep-alive where the stack cannot do one).
+fn streams(broker: SocketAddr, stored: &[u64]) {
+    let console = get(broker, "/");
+    assert_eq!(console.status, 200);
+    assert!(console.text().contains("EventSource"));
+    assert!(get(broker, "/api/v1/subscribers").text().starts_with('['));
+
+    let mut live = StreamReader::sse(broker, "boot/%2B", &[]);
+    let resume = stored[49].to_string();
+    let mut replay = StreamReader::sse(broker, "boot/durable", &[("Last-Event-ID", &resume)]);
+    for id in &stored[50..] {
+        assert_eq!(replay.message().id, Some(*id), "replayed from the log");
+    }
+    let started = Instant::now();
+    let answer = support::post(broker, "/pub/boot/streamed", r#"{"data":"s","qos":1}"#);
+    assert_eq!(answer.status, 202);
+    let event = live.message();
+    assert_eq!(event.data, r#"{"data":"s","Topic":"boot/streamed"}"#);
+    println!(
+        "  SSE: a publish reached a wildcard stream in {:?}",
+        started.elapsed()
+    );
+    live.close();
+    replay.close();
+    // The keep-alive interval bounds how long a departed reader is kept.
+    let gone = wait_until(Duration::from_secs(40), || {
+        (metric(broker, "broker_streams") == 0).then_some(())
+    });
+    assert!(gone.is_some(), "the streams were not cleaned up");
 }

@@ -174,6 +174,7 @@ fn forward(
     let format = stream.format;
     let keep_alive = shared.config.stream_keepalive;
     let mut next_keep_alive = deadline::after(keep_alive);
+    let mut heard = 0;
     loop {
         if shared.is_stopping() {
             return Ok(End::Stopping);
@@ -205,31 +206,45 @@ fn forward(
                 out.flush()?;
                 next_keep_alive = deadline::after(keep_alive);
             }
-            Next::Quiet if reader_left(out.socket) => return Ok(End::Left),
+            Next::Quiet if reader_left(out.socket, &mut heard) => return Ok(End::Left),
             Next::Quiet => {}
             Next::Closed => return Ok(End::Stopping),
         }
     }
 }
 
-/// Whether the reader closed its side, looked at without waiting (what it
-/// sends is read and ignored). Where the socket cannot be made
+/// Most a reader may send after its request (read and dropped: nothing
+/// can be answered on a stream); more ends its stream.
+const MAX_CHATTER: u64 = 64 * 1024;
+
+/// Whether the reader closed its side (or sent more than [`MAX_CHATTER`] in
+/// all, counted in `heard`), looked at without waiting: what it sent is
+/// read, at most 64 KiB a look, and dropped. Where the socket cannot be made
 /// non-blocking, the next write finds out instead.
-fn reader_left(socket: &Socket) -> bool {
+fn reader_left(socket: &Socket, heard: &mut u64) -> bool {
     let tcp = socket.get_ref();
     if tcp.set_nonblocking(true).is_err() {
         return false;
     }
-    let mut sink = [0u8; 512];
-    let left = loop {
-        match (&mut &*tcp).read(&mut sink) {
-            Ok(0) => break true,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break true,
+    let mut sink = [0u8; 4096];
+    let mut reader = tcp;
+    let mut left = false;
+    for _ in 0..16 {
+        match reader.read(&mut sink) {
+            Ok(0) => left = true,
+            Ok(n) => {
+                *heard += n as u64;
+                left = *heard > MAX_CHATTER;
+                if !left {
+                    continue;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => left = true,
         }
-    };
+        break;
+    }
     let _ = tcp.set_nonblocking(false);
     left
 }

@@ -33,7 +33,9 @@ pub enum Error {
         /// The broker's reason, from the response body.
         reason: String,
     },
-    /// The topic cannot be sent (empty, or with a control character).
+    /// The topic or pattern cannot be sent: empty, with a control character,
+    /// a publish's level that is exactly `+` or `#`, or a pattern with `+` or
+    /// `#` inside a level or `#` not last.
     InvalidTopic(&'static str),
     /// The `Idempotency-Key` cannot be sent: it must be 1 to
     /// [`MAX_IDEMPOTENCY_KEY`](super::MAX_IDEMPOTENCY_KEY) visible ASCII
