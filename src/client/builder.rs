@@ -173,6 +173,7 @@ impl Builder {
             token: self.token,
             conn: Mutex::new(None),
             subscriptions: Mutex::new(HashMap::new()),
+            wildcards: AtomicUsize::new(0),
             dedupe: Mutex::new(Dedupe::new(DEDUPE_WINDOW)),
             broker_seen: Mutex::new(Instant::now()),
             broker_calls: AtomicU64::new(0),

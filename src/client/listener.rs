@@ -8,10 +8,9 @@
 //! Owns the listening socket and the accepted connections. A callback that
 //! panics is reported and skipped; it never takes the client down.
 
-use super::{Callback, Inner, Message, lock};
+use super::{Inner, Message, lock};
 use crate::http::{Limits, RequestHead};
 use crate::json;
-use crate::pattern;
 use crate::server::{self, Reply};
 use std::net::{TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -205,13 +204,7 @@ pub(super) fn dispatch_loop(inner: Arc<Inner>, messages: Receiver<Message>) {
         };
         // Every pattern the topic matches has its callback run (none: not,
         // or no longer, subscribed; dropped, as the Go client does).
-        let callbacks: Vec<(String, Callback)> = inner
-            .lock_subscriptions()
-            .iter()
-            .filter(|(p, _)| pattern::matches(p, &message.topic))
-            .map(|(p, s)| (p.clone(), s.callback.clone()))
-            .collect();
-        for (pattern, callback) in callbacks {
+        for (pattern, callback) in inner.callbacks_for(&message.topic) {
             let mut callback = callback.lock().unwrap_or_else(|e| e.into_inner());
             let message = message.clone();
             if catch_unwind(AssertUnwindSafe(|| (*callback)(message))).is_err() {

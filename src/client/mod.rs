@@ -135,6 +135,9 @@ struct Inner {
     /// The persistent connection to the broker, for every request.
     conn: Mutex<Option<Connection>>,
     subscriptions: Mutex<HashMap<String, Subscription>>,
+    /// How many of `subscriptions` are wildcard patterns: without any, a
+    /// message finds its callback by its topic alone.
+    wildcards: AtomicUsize,
     /// The latest ids delivered, to drop a qos 1 message sent twice.
     dedupe: Mutex<Dedupe>,
     /// When the broker was last seen calling us (message or heartbeat),
@@ -167,6 +170,33 @@ impl Inner {
 
     fn lock_accepted(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
         lock(&self.accepted)
+    }
+
+    /// The callbacks of every pattern `topic` matches, with the pattern.
+    fn callbacks_for(&self, topic: &str) -> Vec<(String, Callback)> {
+        let subscriptions = self.lock_subscriptions();
+        let mut found = Vec::new();
+        if let Some(s) = subscriptions.get(topic) {
+            found.push((topic.to_owned(), s.callback.clone()));
+        }
+        if self.wildcards.load(Ordering::SeqCst) > 0 {
+            let wild = subscriptions
+                .iter()
+                .filter(|(p, _)| pattern::is_wildcard(p) && pattern::matches(p, topic));
+            found.extend(wild.map(|(p, s)| (p.clone(), s.callback.clone())));
+        }
+        found
+    }
+
+    /// Counts `pattern` in or out of the wildcard patterns.
+    fn count_wildcard(&self, pattern: &str, added: bool) {
+        if pattern::is_wildcard(pattern) {
+            if added {
+                self.wildcards.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.wildcards.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Every topic subscribed to, with its qos.
@@ -400,15 +430,21 @@ impl Client {
             .inner
             .lock_subscriptions()
             .insert(topic.to_owned(), subscription);
-        if previous.is_none() && self.inner.lock_subscriptions().len() == 1 {
-            *self.inner.lock_broker_seen() = Instant::now();
+        if previous.is_none() {
+            self.inner.count_wildcard(topic, true);
+            if self.inner.lock_subscriptions().len() == 1 {
+                *self.inner.lock_broker_seen() = Instant::now();
+            }
         }
         let result = self.inner.send_subscribe(topic, qos);
         if result.is_err() {
             let mut subscriptions = self.inner.lock_subscriptions();
             match previous {
                 Some(previous) => subscriptions.insert(topic.to_owned(), previous),
-                None => subscriptions.remove(topic),
+                None => {
+                    self.inner.count_wildcard(topic, false);
+                    subscriptions.remove(topic)
+                }
             };
         }
         result
@@ -433,7 +469,9 @@ impl Client {
     /// ```
     pub fn unsubscribe(&self, pattern: &str) -> Result<(), Error> {
         pattern::validate_pattern(pattern).map_err(Error::InvalidTopic)?;
-        self.inner.lock_subscriptions().remove(pattern);
+        if self.inner.lock_subscriptions().remove(pattern).is_some() {
+            self.inner.count_wildcard(pattern, false);
+        }
         let body = format!("{{\"port\":\"{}\"}}", self.inner.listen_port);
         let target = format!("/unsub/{}", http::percent_encode_path(pattern));
         self.inner.post(&target, body.as_bytes())
