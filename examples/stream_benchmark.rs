@@ -10,13 +10,15 @@
 //!     --subscriptions 100000 -m 100000 --window 64
 //! ```
 //!
-//! `streams` opens the streams (a reader thread each, counting `id:` lines),
+//! `streams` opens the streams (read in turn by `--readers` threads, default
+//! 4, counting `id:` lines),
 //! publishes `-m` messages to their topic and waits for every delivery:
 //! `deliveries_per_s` over all streams, and the broker's resident memory
 //! (`broker_rss_kib` at the end, `broker_peak_kib` its high-water mark).
 //! `subscriptions` subscribes one endpoint (a client of its own) to
 //! `--subscriptions` distinct topics `bench/sub/I`, then publishes `-m`
-//! messages to `bench/sub/0`: `publish_per_s`, acknowledged publishes per
+//! messages to `bench/sub/0` (or `--topic T`: one nobody subscribes to
+//! measures the routing alone): `publish_per_s`, acknowledged publishes per
 //! second.
 
 use message_broker::client::Client;
@@ -36,6 +38,10 @@ struct Args {
     window: usize,
     size: usize,
     broker_pid: Option<u32>,
+    /// `streams`: threads reading them.
+    readers: usize,
+    /// `subscriptions`: publish here instead of to `bench/sub/0`.
+    topic: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -50,6 +56,8 @@ fn parse() -> Result<Args, String> {
         window: 16,
         size: 64,
         broker_pid: None,
+        readers: 4,
+        topic: None,
     };
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -57,11 +65,13 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "-a" => a.addr = v.clone(),
             "--streams" => a.streams = n()?,
+            "--readers" => a.readers = n()?.max(1),
             "--subscriptions" => a.subscriptions = n()?,
             "-m" => a.messages = n()?,
             "--window" => a.window = n()?,
             "--size" => a.size = n()?,
             "--broker-pid" => a.broker_pid = Some(n()? as u32),
+            "--topic" => a.topic = Some(v.clone()),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -77,39 +87,60 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Opens an SSE stream; a thread counts its events into `seen`.
-fn open_stream(addr: &str, topic: &str, seen: Arc<AtomicU64>) -> std::io::Result<()> {
+/// Opens an SSE stream, non-blocking once its request is sent.
+fn open_stream(addr: &str, topic: &str) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect(addr)?;
     write!(
         s,
         "GET /sub/{topic} HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n"
     )?;
-    thread::Builder::new()
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            // "\nid: " never spans more than one read boundary: keep a tail.
-            let mut tail = [0u8; 4];
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Counts the events (`\nid: `) of `streams` into `seen`, polling them in
+/// turn (a few such threads read a thousand streams without a thread and a
+/// wake-up each), until `stop`.
+fn read_streams(streams: Vec<TcpStream>, seen: Arc<AtomicU64>, stop: Arc<AtomicU64>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    // "\nid: " may span two reads: each stream keeps its last 4 bytes.
+    let mut tails = vec![[0u8; 4]; streams.len()];
+    while stop.load(Ordering::Relaxed) == 0 {
+        let mut idle = true;
+        for (mut s, tail) in streams.iter().zip(tails.iter_mut()) {
             while let Ok(n) = s.read(&mut buf[4..]) {
                 if n == 0 {
                     break;
                 }
-                buf[..4].copy_from_slice(&tail);
+                idle = false;
+                buf[..4].copy_from_slice(tail);
                 let chunk = &buf[..n + 4];
                 let ids = chunk.windows(5).filter(|w| w == b"\nid: ").count();
                 seen.fetch_add(ids as u64, Ordering::Relaxed);
                 tail.copy_from_slice(&chunk[chunk.len() - 4..]);
             }
-        })?;
-    Ok(())
+        }
+        if idle {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
 }
 
 fn streams(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let topic = format!("bench/streams/{}", std::process::id());
     let seen = Arc::new(AtomicU64::new(0));
-    for _ in 0..a.streams {
-        open_stream(&a.addr, &topic, seen.clone())?;
+    let stop = Arc::new(AtomicU64::new(0));
+    let mut groups: Vec<Vec<TcpStream>> = (0..a.readers).map(|_| Vec::new()).collect();
+    for i in 0..a.streams {
+        groups[i % a.readers].push(open_stream(&a.addr, &topic)?);
     }
+    let readers: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            thread::spawn(move || read_streams(g, seen, stop))
+        })
+        .collect();
     // Every stream is registered once a fence message reached them all.
     let client = Client::builder(a.addr.as_str()).listen_port(0).build()?;
     let fence = a.streams as u64;
@@ -145,6 +176,10 @@ fn streams(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let got = seen.load(Ordering::Relaxed) - base;
     let secs = started.elapsed().as_secs_f64();
+    stop.store(1, Ordering::Relaxed);
+    for r in readers {
+        let _ = r.join();
+    }
     let (rss, peak) = memory(a.broker_pid);
     println!(
         "{{\"mode\":\"streams\",\"streams\":{},\"messages\":{},\"window\":{},\"expected\":{expected},\
@@ -171,17 +206,18 @@ fn subscriptions(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::builder(a.addr.as_str()).listen_port(0).build()?;
     let data = "x".repeat(a.size);
     let mut publisher = client.publisher().window(a.window);
+    let topic = a.topic.as_deref().unwrap_or("bench/sub/0");
     let started = Instant::now();
     for _ in 0..a.messages {
-        publisher.send("bench/sub/0", &data)?;
+        publisher.send(topic, &data)?;
     }
     if let Some(f) = publisher.flush().first() {
         return Err(format!("publish {} failed: {}", f.seq, f.error).into());
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{{\"mode\":\"subscriptions\",\"subscriptions\":{},\"messages\":{},\"window\":{},\
-         \"seconds\":{secs:.3},\"publish_per_s\":{:.0}}}",
+        "{{\"mode\":\"subscriptions\",\"subscriptions\":{},\"topic\":\"{topic}\",\"messages\":{},\
+         \"window\":{},\"seconds\":{secs:.3},\"publish_per_s\":{:.0}}}",
         a.subscriptions,
         a.messages,
         a.window,

@@ -141,7 +141,15 @@ pub(crate) trait Handler {
     fn take_over(&mut self, _socket: &mut Socket) -> io::Result<u64> {
         Ok(0)
     }
+    /// What to run before each read from the socket (one that may wait for
+    /// the peer): work a burst of requests left for when the burst is read.
+    fn before_read(&mut self) -> Option<BeforeRead> {
+        None
+    }
 }
+
+/// See [`Handler::before_read`].
+pub(crate) type BeforeRead = Box<dyn FnMut() + Send>;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +195,7 @@ struct Conn {
     write_failed: bool,
     /// Answers held back, in order, behind one that is not known yet.
     held: Vec<Held>,
+    before_read: Option<BeforeRead>,
 }
 
 impl Conn {
@@ -233,6 +242,9 @@ impl Read for Conn {
         // Held answers wait only for requests that have already arrived:
         // before a read that may wait on the peer, they are settled and sent.
         // The request being read is not charged for that wait.
+        if let Some(before_read) = self.before_read.as_mut() {
+            before_read();
+        }
         if !self.held.is_empty() {
             let started = Instant::now();
             self.settle()?;
@@ -273,6 +285,7 @@ pub(crate) fn serve(
         write_timeout: settings.write_timeout,
         write_failed: false,
         held: Vec::new(),
+        before_read: handler.before_read(),
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     let limits = &settings.limits;

@@ -350,3 +350,24 @@ fn a_reader_that_sends_without_end_loses_its_stream() {
     s.close();
     assert!(writer.join().unwrap(), "the broker closed the stream");
 }
+
+#[test]
+fn a_stream_is_not_held_back_by_the_publishers_next_request_still_arriving() {
+    let broker = BrokerProcess::start(&["--request-timeout", "60s", "--stream-keepalive", "60s"]);
+    let mut s = StreamReader::sse(broker.addr, "h/1", &[]);
+    wait_metric(broker.addr, "broker_streams", 1, WAIT);
+    let publisher = support::connect(broker.addr);
+    let body = pub_body("first", 0, false);
+    let first = format!(
+        "POST /pub/h/1 HTTP/1.1\r\nHost: b\r\nIdempotency-Key: held-1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // The first publish whole, and the head of a second one in the same write.
+    let second_head = "POST /pub/h/1 HTTP/1.1\r\nHost: b\r\nContent-Length: 100\r\n\r\n{\"da";
+    std::io::Write::write_all(&mut &publisher, format!("{first}{second_head}").as_bytes()).unwrap();
+    let mut answers = std::io::BufReader::new(publisher.try_clone().unwrap());
+    let id = message_id(&support::read_resp(&mut answers).expect("the first answer"));
+    // The stream gets it while the second request is still arriving.
+    assert_eq!(s.message().id, Some(id));
+    drop(publisher);
+}

@@ -6,7 +6,7 @@
 use super::Shared;
 use super::conns::Activity;
 use super::metrics;
-use super::registry::{Publishing, Registry};
+use super::registry::{Publishing, Registry, Wakes};
 use super::route::{self, Action};
 use super::routing::Qos;
 use super::stream::Format;
@@ -14,11 +14,12 @@ use super::tail;
 use crate::deadline::{self, Socket};
 use crate::http::{RequestHead, query_value};
 use crate::log;
-use crate::server::{self, Reply, Traffic};
+use crate::server::{self, BeforeRead, Reply, Traffic};
 use crate::store::{Publish, StoreError};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Serves one connection until it closes.
@@ -40,8 +41,11 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activi
         activity,
         admitted: false,
         stream: None,
+        wakes: Arc::default(),
     };
     let why = server::serve(stream, &settings, &mut handler);
+    // What the last requests queued, if no read came after them.
+    Registry::wake(&mut lock(&handler.wakes));
     log::debug!("connection from {peer} closed: {why:?}");
     shared.registry.metrics.closed(why.as_ref().ok().copied());
 }
@@ -54,6 +58,11 @@ struct Handler<'a> {
     admitted: bool,
     /// A streaming subscription to serve once the connection is ours.
     stream: Option<tail::Request>,
+    /// Streams this connection's publishes queued for, to wake before the
+    /// next read from the socket, once the pipelined burst in hand is
+    /// handled (each stream then writes the burst at once). Shared with the
+    /// request loop's `before_read`; only this connection's thread uses it.
+    wakes: Arc<Mutex<Wakes>>,
 }
 
 impl server::Handler for Handler<'_> {
@@ -103,10 +112,21 @@ impl server::Handler for Handler<'_> {
             Ok(key) => key,
             Err(reject) => return reject,
         };
-        execute(action, key, self.peer, self.shared)
+        let mut wakes = lock(&self.wakes);
+        let reply = execute(action, key, self.peer, self.shared, &mut wakes);
+        if wakes.len() >= MAX_WAKES {
+            Registry::wake(&mut wakes);
+        }
+        reply
+    }
+
+    fn before_read(&mut self) -> Option<BeforeRead> {
+        let wakes = self.wakes.clone();
+        Some(Box::new(move || Registry::wake(&mut lock(&wakes))))
     }
 
     fn take_over(&mut self, socket: &mut Socket) -> io::Result<u64> {
+        Registry::wake(&mut lock(&self.wakes));
         let Some(request) = self.stream.take() else {
             return Ok(0);
         };
@@ -131,6 +151,10 @@ impl server::Handler for Handler<'_> {
     fn keep_going(&self) -> bool {
         !self.shared.stopping.load(Ordering::Relaxed)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether the request carries `Authorization: Bearer TOKEN` for the
@@ -237,7 +261,16 @@ fn published(registry: &Registry, id: u64, with_id: bool) -> Reply {
     reply
 }
 
-fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Shared) -> Reply {
+/// Streams a burst may leave unwoken before they are woken anyway.
+const MAX_WAKES: usize = 4096;
+
+fn execute(
+    action: Action,
+    key: Option<String>,
+    peer: SocketAddr,
+    shared: &Shared,
+    wakes: &mut Wakes,
+) -> Reply {
     let registry = &shared.registry;
     match action {
         Action::Publish {
@@ -254,7 +287,7 @@ fn execute(action: Action, key: Option<String>, peer: SocketAddr, shared: &Share
                 retain,
                 key,
             };
-            return match registry.publish(publish) {
+            return match registry.publish(publish, wakes) {
                 Publishing::Done(id) => published(registry, id, with_id),
                 Publishing::Storing(id, batch) => {
                     // One deadline from now: held answers wait one after

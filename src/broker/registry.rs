@@ -205,8 +205,10 @@ impl Registry {
 
     /// Publishes: gives the message its id (or finds its idempotency key)
     /// and queues it for every subscriber, or hands it to the store, which
-    /// routes it once stored: then the answer waits on the batch.
-    pub(crate) fn publish(&self, p: store::Publish) -> Publishing {
+    /// routes it once stored: then the answer waits on the batch. Streams
+    /// whose reader waits are added to `wakes`, for the caller to
+    /// [`Registry::wake`] once its burst of publishes is done.
+    pub(crate) fn publish(&self, p: store::Publish, wakes: &mut Wakes) -> Publishing {
         match self.store.publish(&p) {
             Published::Duplicate(id, None) => Publishing::Done(id),
             // The first copy is not stored yet: answer when it is.
@@ -214,11 +216,11 @@ impl Registry {
             Published::New(id, Some(batch)) => Publishing::Storing(id, batch),
             Published::New(id, None) if p.is_stored() => {
                 let qos = if p.qos1 { Qos::One } else { Qos::Zero };
-                self.route_kept(&p.topic, &p.data, id, qos, p.retain);
+                self.route_kept(&p.topic, &p.data, id, qos, p.retain, Some(wakes));
                 Publishing::Done(id)
             }
             Published::New(id, None) => {
-                self.route(&p.topic, &p.data, id, Qos::Zero, true);
+                self.route(&p.topic, &p.data, id, Qos::Zero, true, Some(wakes));
                 Publishing::Done(id)
             }
         }
@@ -228,12 +230,20 @@ impl Registry {
     /// the subscribers.
     fn route_stored(&self, s: &Stored) {
         let qos = if s.qos1 { Qos::One } else { Qos::Zero };
-        self.route_kept(&s.topic, &s.data, s.id, qos, s.retain);
+        self.route_kept(&s.topic, &s.data, s.id, qos, s.retain, None);
     }
 
     /// Routes a message that is kept (stored, or retained): never waits
     /// for queue room, and moves the retained message and `last_stored`.
-    fn route_kept(&self, topic: &str, data: &str, id: u64, qos: Qos, retain: bool) {
+    fn route_kept(
+        &self,
+        topic: &str,
+        data: &str,
+        id: u64,
+        qos: Qos,
+        retain: bool,
+        wakes: Option<&mut Wakes>,
+    ) {
         if retain || self.store.is_durable() {
             let mut routing = lock(&self.routing);
             routing.last_stored = routing.last_stored.max(id);
@@ -242,12 +252,21 @@ impl Registry {
                 routing.retain(topic, Retained { id, data, qos });
             }
         }
-        self.route(topic, data, id, qos, false);
+        self.route(topic, data, id, qos, false, wakes);
     }
 
-    /// Queues a message for every current subscriber of `topic`; `kept`:
-    /// it is in the log (a stream's replay may have sent it).
-    fn route(&self, topic: &str, data: &str, id: u64, qos: Qos, may_wait: bool) {
+    /// Queues a message for every current subscriber of `topic`. Streams to
+    /// wake go to `wakes` if given, else are woken now.
+    fn route(
+        &self,
+        topic: &str,
+        data: &str,
+        id: u64,
+        qos: Qos,
+        may_wait: bool,
+        mut wakes: Option<&mut Wakes>,
+    ) {
+        // In the log: a stream's replay may have sent it already.
         let kept = !may_wait && self.store.is_durable();
         let Some(Targets { endpoints, streams }) = self.targets(topic, qos) else {
             return;
@@ -262,8 +281,15 @@ impl Registry {
                 body,
                 stored: kept,
             };
-            if !stream.push(event) {
+            let pushed = stream.push_quietly(event);
+            if !pushed.accepted {
                 self.metrics.lost(Loss::StreamOverflow, 1);
+            }
+            if pushed.wake {
+                match wakes.as_deref_mut() {
+                    Some(wakes) => wakes.push(stream),
+                    None => stream.wake(),
+                }
             }
         }
         for (endpoint, qos) in endpoints {
@@ -310,6 +336,13 @@ impl Registry {
             }
         }
         Some(targets)
+    }
+
+    /// Wakes the streams a burst of publishes left in `wakes`.
+    pub(crate) fn wake(wakes: &mut Wakes) {
+        for stream in wakes.drain(..) {
+            stream.wake();
+        }
     }
 
     /// Opens a streaming subscription of `peer` to `pattern`. With
@@ -634,6 +667,9 @@ struct Targets {
     endpoints: Vec<(Arc<Endpoint>, Qos)>,
     streams: Vec<Arc<Stream>>,
 }
+
+/// Streams with events queued whose readers are still to be woken.
+pub(crate) type Wakes = Vec<Arc<Stream>>;
 
 /// Where a publish stands once [`Registry::publish`] returns.
 pub(crate) enum Publishing {

@@ -61,6 +61,20 @@ struct State {
     overflow: Option<u64>,
     closed: bool,
     reader_waiting: bool,
+    /// A push found the reader waiting and left the wake-up to its caller
+    /// ([`Stream::wake`]): one is enough.
+    wake_owed: bool,
+}
+
+/// What became of a pushed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// Queued; false if it did not fit (the stream has overflowed, now or
+    /// before) or the stream is closed.
+    pub(crate) accepted: bool,
+    /// The reader waits: call [`Stream::wake`] (once for any number of
+    /// events; only the first push that finds it waiting says so).
+    pub(crate) wake: bool,
 }
 
 /// A stream's queue, shared by publishers and its connection thread.
@@ -97,6 +111,7 @@ impl Stream {
                 overflow: None,
                 closed: false,
                 reader_waiting: false,
+                wake_owed: false,
             }),
             ready: Condvar::new(),
         }
@@ -106,12 +121,28 @@ impl Stream {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `event`; returns false if it did not fit (the stream has
-    /// overflowed, now or before) or the stream is closed.
+    /// Queues `event` and wakes the reader if it waits; false if it did
+    /// not fit (the stream has overflowed, now or before) or the stream is
+    /// closed.
     pub(crate) fn push(&self, event: Event) -> bool {
+        let pushed = self.push_quietly(event);
+        if pushed.wake {
+            self.wake();
+        }
+        pushed.accepted
+    }
+
+    /// Queues `event`, leaving the reader's wake-up to the caller: a
+    /// publisher of a pipelined burst wakes each stream once for the whole
+    /// burst, so that each write to the stream carries the burst, and the
+    /// publisher is not preempted by a thousand readers once per message.
+    pub(crate) fn push_quietly(&self, event: Event) -> Pushed {
         let mut state = self.lock();
         if state.closed || state.overflow.is_some() {
-            return false;
+            return Pushed {
+                accepted: false,
+                wake: false,
+            };
         }
         let full = !state.events.is_empty()
             && (state.events.len() >= self.capacity
@@ -122,10 +153,20 @@ impl Stream {
             state.bytes += event.body.len();
             state.events.push_back(event);
         }
-        if state.reader_waiting {
+        let wake = state.reader_waiting && !state.wake_owed;
+        state.wake_owed |= state.reader_waiting;
+        Pushed {
+            accepted: !full,
+            wake,
+        }
+    }
+
+    /// Wakes the reader for what [`Stream::push_quietly`] queued.
+    pub(crate) fn wake(&self) {
+        let mut state = self.lock();
+        if std::mem::take(&mut state.wake_owed) {
             self.ready.notify_one();
         }
-        !full
     }
 
     /// Waits until there is something to write, or `deadline`.
