@@ -19,6 +19,8 @@
 # Skips (exit 0, saying why) when QEMU or ../shared/unikraft is missing,
 # unless REQUIRE_UNIKERNEL=1 (as .ci/run sets). Console logs are kept in
 # target/unikernel-boot/ and printed on failure.
+# UNIKERNEL_BOOT_ONLY=base|raised|durable boots only that one (durable runs
+# on the raised kernel); for looping one boot when chasing a flaky failure.
 # UNIKERNEL_CAPACITY=1 also measures how many subscribers each kernel holds
 # before thread creation fails (slow under TCG: for the README's figures).
 set -euo pipefail
@@ -148,15 +150,26 @@ capacity() {
   kill "$qemu"; wait "$qemu" 2>/dev/null || true; qemu=""
 }
 
+only=${UNIKERNEL_BOOT_ONLY:-}
+case "$only" in
+  '' | base | raised | durable) ;;
+  *) echo "unikernel-boot: UNIKERNEL_BOOT_ONLY=$only: not base, raised or durable" >&2; exit 1 ;;
+esac
+wants() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 mapfile -t raised < <(limits)
-build base
-build raised "${raised[@]}"
-boot base Kraftfile.base --request-timeout 2s --liveness-timeout 60
-boot raised Kraftfile --request-timeout 2s --liveness-timeout 60
+if wants base; then build base; fi
+if wants raised || wants durable; then build raised "${raised[@]}"; fi
+if wants base; then boot base Kraftfile.base --request-timeout 2s --liveness-timeout 60; fi
+if wants raised; then boot raised Kraftfile --request-timeout 2s --liveness-timeout 60; fi
 # The log on the real kernel: qos 1 and a retained message with --data-dir
 # (on the initrd's ramfs, so not its persistence across boots); then the
 # console, SSE streams, and a stream resumed from that log.
-UNIKERNEL_BOOT_TEST=durable UNIKERNEL_BOOT_KERNEL=raised \
-  boot durable Kraftfile --data-dir /data --liveness-timeout 60 --stream-keepalive 2s
-if [ "${UNIKERNEL_CAPACITY:-}" = 1 ]; then capacity base; capacity raised; fi
+if wants durable; then
+  UNIKERNEL_BOOT_TEST=durable UNIKERNEL_BOOT_KERNEL=raised \
+    boot durable Kraftfile --data-dir /data --liveness-timeout 60 --stream-keepalive 2s
+fi
+if [ "${UNIKERNEL_CAPACITY:-}" = 1 ]; then
+  if wants base; then capacity base; fi
+  if wants raised; then capacity raised; fi
+fi
 echo "unikernel-boot: ok"

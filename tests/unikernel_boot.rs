@@ -291,6 +291,9 @@ fn streams(broker: SocketAddr, stored: &[u64]) {
     for id in &stored[50..] {
         assert_eq!(replay.message().id, Some(*id), "replayed from the log");
     }
+    // A new stream begins with the retained messages it matches.
+    let kept = live.message();
+    assert_eq!(kept.data, r#"{"data":"k","Topic":"boot/kept"}"#);
     let started = Instant::now();
     let answer = support::post(broker, "/pub/boot/streamed", r#"{"data":"s","qos":1}"#);
     assert_eq!(answer.status, 202);
