@@ -232,6 +232,20 @@ fn a_reader_that_stops_reading_gets_overflow_and_publishers_go_on() {
         }
     }
     let took = started.elapsed();
+    // What waits for the reader is bounded by the queue limits, whatever
+    // was published: at most 8 events of 100 kB here.
+    assert!(metric(broker.addr, "broker_queued_bytes") <= 1_000_000);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.pid())).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 64 * 1024,
+        "broker RSS {rss_kib} KiB after {} MB published",
+        published.len() / 10
+    );
     // The reader now reads: what was queued, then the overflow, then the end.
     let mut last = None;
     let overflow = loop {
