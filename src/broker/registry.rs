@@ -287,7 +287,7 @@ impl Registry {
             }
             if pushed.wake {
                 match wakes.as_deref_mut() {
-                    Some(wakes) => wakes.push(stream),
+                    Some(wakes) => wakes.push(Wake::Stream(stream)),
                     None => stream.wake(),
                 }
             }
@@ -297,10 +297,18 @@ impl Registry {
                 .get_or_insert_with(|| body(topic, data, id, qos))
                 .clone();
             let item = Item::Message(Message { body, id, qos });
-            match endpoint.enqueue(item, &self.settings, &self.metrics, may_wait) {
+            let (outcome, wake) =
+                endpoint.enqueue_quietly(item, &self.settings, &self.metrics, may_wait);
+            match outcome {
                 Enqueued::Closed => self.metrics.lost(Loss::SubscriberGone, 1),
                 Enqueued::OverBacklog => self.end_session(&endpoint, &DropReason::Backlog),
                 Enqueued::Queued | Enqueued::DroppedOldest => {}
+            }
+            if wake {
+                match wakes.as_deref_mut() {
+                    Some(wakes) => wakes.push(Wake::Endpoint(endpoint)),
+                    None => endpoint.wake(),
+                }
             }
         }
     }
@@ -338,10 +346,14 @@ impl Registry {
         Some(targets)
     }
 
-    /// Wakes the streams a burst of publishes left in `wakes`.
+    /// Wakes the streams and endpoints a burst of publishes left in
+    /// `wakes`.
     pub(crate) fn wake(wakes: &mut Wakes) {
-        for stream in wakes.drain(..) {
-            stream.wake();
+        for wake in wakes.drain(..) {
+            match wake {
+                Wake::Stream(stream) => stream.wake(),
+                Wake::Endpoint(endpoint) => endpoint.wake(),
+            }
         }
     }
 
@@ -668,8 +680,14 @@ struct Targets {
     streams: Vec<Arc<Stream>>,
 }
 
-/// Streams with events queued whose readers are still to be woken.
-pub(crate) type Wakes = Vec<Arc<Stream>>;
+/// A subscriber with messages queued whose thread is still to be woken.
+pub(crate) enum Wake {
+    Stream(Arc<Stream>),
+    Endpoint(Arc<Endpoint>),
+}
+
+/// What a burst of publishes is still to wake.
+pub(crate) type Wakes = Vec<Wake>;
 
 /// Where a publish stands once [`Registry::publish`] returns.
 pub(crate) enum Publishing {

@@ -91,6 +91,9 @@ struct State {
     /// The delivery thread waits on `wake`: only then is it worth a
     /// notification (each costs a system call).
     sender_waiting: bool,
+    /// A quiet enqueue found the thread waiting and left its wake-up to
+    /// the caller ([`Endpoint::wake`]).
+    wake_owed: bool,
     /// Publishers waiting on `room`.
     room_waiters: usize,
     /// Messages (and their bytes) of the batch being sent now, for the
@@ -145,6 +148,7 @@ impl Endpoint {
                 stalled: false,
                 bytes: 0,
                 sender_waiting: false,
+                wake_owed: false,
                 room_waiters: 0,
                 in_flight: (0, 0),
                 warned: false,
@@ -159,9 +163,9 @@ impl Endpoint {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `item`. A qos 0 endpoint's publisher waits up to
-    /// `enqueue_wait` for room (not at all unless `may_wait`), then drops
-    /// the oldest message, counted.
+    /// Queues `item` and wakes the delivery thread. A qos 0 endpoint's
+    /// publisher waits up to `enqueue_wait` for room (not at all unless
+    /// `may_wait`), then drops the oldest message, counted.
     pub(crate) fn enqueue(
         &self,
         item: Item,
@@ -169,23 +173,66 @@ impl Endpoint {
         metrics: &Metrics,
         may_wait: bool,
     ) -> Enqueued {
-        let size = item.size();
+        let (outcome, wake) = self.enqueue_quietly(item, settings, metrics, may_wait);
+        if wake {
+            self.wake();
+        }
+        outcome
+    }
+
+    /// As [`Endpoint::enqueue`], but the delivery thread's wake-up is left
+    /// to the caller when the second value says so: a publisher of a
+    /// pipelined burst wakes each endpoint once for the burst, so that its
+    /// thread sends the burst as one batch (and does not preempt the
+    /// publisher once per message).
+    pub(crate) fn enqueue_quietly(
+        &self,
+        item: Item,
+        settings: &Settings,
+        metrics: &Metrics,
+        may_wait: bool,
+    ) -> (Enqueued, bool) {
+        let (mut state, outcome) =
+            self.enqueue_locked(self.lock(), item, settings, metrics, may_wait);
+        let wake = state.sender_waiting && !state.wake_owed;
+        state.wake_owed |= state.sender_waiting;
+        (outcome, wake)
+    }
+
+    /// Wakes the delivery thread for what [`Endpoint::enqueue_quietly`]
+    /// queued.
+    pub(crate) fn wake(&self) {
         let mut state = self.lock();
+        if std::mem::take(&mut state.wake_owed) && state.sender_waiting {
+            self.wake.notify_one();
+        }
+    }
+
+    fn enqueue_locked<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        item: Item,
+        settings: &Settings,
+        metrics: &Metrics,
+        may_wait: bool,
+    ) -> (MutexGuard<'a, State>, Enqueued) {
+        let size = item.size();
         if state.closed {
-            return Enqueued::Closed;
+            return (state, Enqueued::Closed);
         }
         if matches!(item, Item::Heartbeat) {
             if state.heartbeat_queued {
-                return Enqueued::Queued; // one answers them all
+                return (state, Enqueued::Queued); // one answers them all
             }
             state.heartbeat_queued = true;
         }
         if state.durable {
-            return self.push_durable(&mut state, item, settings, metrics);
+            let outcome = self.push_durable(&mut state, item, settings, metrics);
+            return (state, outcome);
         }
         if matches!(item, Item::Heartbeat) && state.is_full(0, settings) {
             state.heartbeat_queued = false;
-            return Enqueued::Queued; // a full queue is answer enough
+            return (state, Enqueued::Queued); // a full queue is answer enough
         }
         // Overflow-safe: an absurd wait is as good as waiting forever.
         let wait = if may_wait {
@@ -202,6 +249,11 @@ impl Endpoint {
                 state.stalled = true;
                 break;
             }
+            // Room comes from the delivery thread: it must not wait for a
+            // wake-up this burst still owes it.
+            if std::mem::take(&mut state.wake_owed) {
+                self.wake.notify_one();
+            }
             state.room_waiters += 1;
             state = self
                 .room
@@ -211,11 +263,12 @@ impl Endpoint {
             state.room_waiters -= 1;
         }
         if state.closed {
-            return Enqueued::Closed;
+            return (state, Enqueued::Closed);
         }
         if state.durable {
             // A qos 1 subscription came in while this publisher waited.
-            return self.push_durable(&mut state, item, settings, metrics);
+            let outcome = self.push_durable(&mut state, item, settings, metrics);
+            return (state, outcome);
         }
         let mut outcome = Enqueued::Queued;
         while state.is_full(size, settings) {
@@ -235,8 +288,7 @@ impl Endpoint {
         }
         state.bytes += size;
         state.queue.push_back(item);
-        self.wake_sender(&state);
-        outcome
+        (state, outcome)
     }
 
     /// Queues `item` on a qos 1 endpoint: an owed message is never
@@ -260,7 +312,6 @@ impl Endpoint {
         }
         state.bytes += size;
         state.queue.push_back(item);
-        self.wake_sender(state);
         if state.bytes.saturating_sub(state.loose.1) > settings.backlog_bytes {
             return Enqueued::OverBacklog;
         }
