@@ -142,7 +142,9 @@ pub(crate) trait Handler {
         Ok(0)
     }
     /// What to run before each read from the socket (one that may wait for
-    /// the peer): work a burst of requests left for when the burst is read.
+    /// the peer), before held answers are waited for, and before the
+    /// closing linger: work a burst of requests left for when the burst is
+    /// read, which must not wait on anything else.
     fn before_read(&mut self) -> Option<BeforeRead> {
         None
     }
@@ -201,6 +203,11 @@ struct Conn {
 impl Conn {
     /// Waits for the held answers, in order, and queues them in `out`.
     fn settle(&mut self) -> io::Result<()> {
+        if !self.held.is_empty() {
+            // Held answers may wait for the log: nothing the burst left
+            // for later waits with them.
+            self.run_before_read();
+        }
         for answer in self.held.drain(..) {
             answer.write(&mut self.out)?;
         }
@@ -232,6 +239,13 @@ impl Conn {
         Ok(())
     }
 
+    /// Runs the handler's [`Handler::before_read`] work.
+    fn run_before_read(&mut self) {
+        if let Some(before_read) = self.before_read.as_mut() {
+            before_read();
+        }
+    }
+
     fn take_traffic(&mut self) -> Traffic {
         std::mem::take(&mut self.traffic)
     }
@@ -242,9 +256,7 @@ impl Read for Conn {
         // Held answers wait only for requests that have already arrived:
         // before a read that may wait on the peer, they are settled and sent.
         // The request being read is not charged for that wait.
-        if let Some(before_read) = self.before_read.as_mut() {
-            before_read();
-        }
+        self.run_before_read();
         if !self.held.is_empty() {
             let started = Instant::now();
             self.settle()?;
@@ -375,6 +387,8 @@ pub(crate) fn serve(
     conn.settle()?;
     conn.send()?;
     handler.end(conn.take_traffic());
+    // Before the linger, which may wait for the peer for a while.
+    conn.run_before_read();
     linger_close(&mut conn.socket, LINGER);
     Ok(why)
 }
@@ -540,6 +554,7 @@ fn answer_error(conn: &mut Conn, e: HttpError, handler: &mut dyn Handler) -> io:
     };
     handler.end(conn.take_traffic());
     if matches!(result, Ok(Close::Refused(_))) {
+        conn.run_before_read();
         linger_close(&mut conn.socket, LINGER);
     }
     result

@@ -385,3 +385,41 @@ fn a_stream_is_not_held_back_by_the_publishers_next_request_still_arriving() {
     assert_eq!(s.message().id, Some(id));
     drop(publisher);
 }
+
+/// Review finding: a replay that cannot open every segment (out of file
+/// descriptors here) must say `reset`, never skip messages silently.
+#[test]
+fn a_replay_short_of_descriptors_says_reset_rather_than_skip() {
+    let dir = TempDir::new("stream-fds");
+    let data = dir.arg("data");
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        "ulimit -n 48 && exec \"$0\" --bind 127.0.0.1 -p 0 --data-dir \"$1\" --segment-bytes 4096",
+        env!("CARGO_BIN_EXE_broker"),
+        &data,
+    ]);
+    let broker = BrokerProcess::start_command(command);
+    let payload = "x".repeat(3000);
+    // About one segment file each: more files than descriptors.
+    let ids: Vec<u64> = (0..80)
+        .map(|_| publish_qos1(broker.addr, "fd/t", &payload))
+        .collect();
+    let after = ids[0].to_string();
+    let mut s = StreamReader::ndjson(broker.addr, "fd/t", &[("Last-Event-ID", &after)]);
+    let live = publish_qos1(broker.addr, "fd/t", "live");
+    let (mut got, mut reset) = (Vec::new(), false);
+    while got.last() != Some(&live) {
+        let line = s.line().expect("events until the live one");
+        if line.starts_with("{\"reset\":true") {
+            reset = true;
+        } else if let Some(rest) = line.strip_prefix("{\"id\":") {
+            got.push(rest.split(',').next().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    let missing = ids[1..].iter().filter(|id| !got.contains(id)).count();
+    assert!(
+        missing == 0 || reset,
+        "{missing} messages skipped without a reset"
+    );
+}

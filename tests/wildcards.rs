@@ -580,3 +580,29 @@ fn client_stream_resumes_without_gap_after_a_broker_crash_and_restart() {
     let m = stream.next_within(WAIT).expect("a live message");
     assert_eq!((m.data.as_str(), m.id), ("m5", Some(live)));
 }
+
+/// Review finding: unsubscribing an endpoint's last qos 1 pattern while it
+/// keeps a qos 0 one must end its durable session in the log, not leave a
+/// session with no pattern to come back after a restart.
+#[test]
+fn the_last_durable_pattern_unsubscribed_leaves_no_session_behind() {
+    let dir = TempDir::new("mb-wild-ghost");
+    let data = dir.arg("data");
+    let mut broker = BrokerProcess::start(&["--data-dir", &data]);
+    let port = broker.addr.port();
+    let endpoint = Endpoint::start();
+    subscribe_qos(broker.addr, &enc("g/one"), endpoint.port, 1);
+    subscribe_qos(broker.addr, &enc("g/zero"), endpoint.port, 0);
+    assert_eq!(
+        Unsub::Delete
+            .send(broker.addr, "g/one", endpoint.port)
+            .status,
+        202
+    );
+    broker.kill();
+    // Sessions are restored before the broker listens.
+    let broker = BrokerProcess::start_on(port, &["--data-dir", &data]);
+    let listing = get_with(broker.addr, "/api/v1/subscribers", &[]).text();
+    assert_eq!(listing, "[]", "no session should come back");
+    assert_eq!(metric(broker.addr, "broker_sessions"), 0);
+}

@@ -113,6 +113,11 @@ impl server::Handler for Handler<'_> {
             Err(reject) => return reject,
         };
         let mut wakes = lock(&self.wakes);
+        if !matches!(action, Action::Publish { .. }) {
+            // A subscription may wait for the log: the burst's publishes
+            // are not held up by it.
+            Registry::wake(&mut wakes);
+        }
         let reply = execute(action, key, self.peer, self.shared, &mut wakes);
         if wakes.len() >= MAX_WAKES {
             Registry::wake(&mut wakes);

@@ -415,19 +415,22 @@ impl Registry {
         let mut routing = lock(&self.routing);
         let mut endpoints = lock(&self.endpoints);
         let target = Target::Endpoint(addr);
+        let unsubscribe = || Record::Unsubscribe {
+            endpoint: addr,
+            topic: pattern.to_owned(),
+        };
+        let endpoint = endpoints.get(&addr).cloned();
         if !routing.remove(pattern, target) {
-            return None;
+            // Nothing here, but the log may still hold it (an earlier
+            // attempt's record failed, and the retry must store it): the
+            // record is harmless where it matches nothing.
+            return self.store.append(unsubscribe());
         }
-        let endpoint = endpoints.get(&addr).cloned()?;
+        let endpoint = endpoint?;
         let durable = endpoint.is_durable();
         // Under the lock: in order with the subscription records.
         let batch = if routing.holds(target) {
-            durable.then(|| {
-                self.store.append(Record::Unsubscribe {
-                    endpoint: addr,
-                    topic: pattern.to_owned(),
-                })
-            })
+            durable.then(|| self.store.append(unsubscribe()))
         } else {
             // What it still had queued goes too: it asked for no more.
             let (_, current) = unlink(&mut routing, &mut endpoints, &endpoint);

@@ -477,6 +477,8 @@ impl Endpoint {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|e| e.into_inner().0);
             state.sender_waiting = false;
+            // Awake now, it looks at its queue itself.
+            state.wake_owed = false;
         }
         state.kicked = false;
     }
@@ -501,6 +503,8 @@ impl Endpoint {
                     .unwrap_or_else(|e| e.into_inner().0),
             };
             state.sender_waiting = false;
+            // Awake now, it looks at its queue itself.
+            state.wake_owed = false;
         }
         if state.closed {
             return None;

@@ -194,6 +194,8 @@ impl Stream {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|e| e.into_inner().0);
             state.reader_waiting = false;
+            // Awake now, it looks at its queue itself.
+            state.wake_owed = false;
         }
     }
 

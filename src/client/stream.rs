@@ -131,6 +131,8 @@ impl Stream {
                     Err(e) => {
                         crate::log::debug!("client: stream of {:?} broke: {e}", self.pattern);
                         self.conn = None;
+                        // A line cut by the break is not the next one's start.
+                        self.line.clear();
                     }
                 }
             }

@@ -49,9 +49,13 @@ impl Replay {
     pub(crate) fn open(dir: &Path, after: u64, until: u64) -> io::Result<(Start, Replay)> {
         let mut segments = VecDeque::new();
         for segment in recover::list(dir)? {
-            // Deleted since it was listed: it held nothing anyone needs.
-            if let Ok(file) = File::open(&segment.path) {
-                segments.push_back(BufReader::with_capacity(READ_BUFFER, file));
+            match File::open(&segment.path) {
+                Ok(file) => segments.push_back(BufReader::with_capacity(READ_BUFFER, file)),
+                // Deleted since it was listed: it held nothing anyone needs.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Out of descriptors, say: not a silent gap, an error (the
+                // stream then says `reset`).
+                Err(e) => return Err(e),
             }
         }
         let mut replay = Replay {
@@ -70,7 +74,9 @@ impl Replay {
             },
             None => until,
         };
-        if begun <= after {
+        // `begun` is the first id of this segment's time: ids before it
+        // were given out before it began.
+        if begun <= after.saturating_add(1) {
             return Ok((Start::Continuous, replay));
         }
         replay.after = 0;

@@ -9,7 +9,7 @@
 use super::keys::{MAX_KEY_BYTES, MAX_KEYS};
 use super::record::{Record, Stored};
 use crate::pattern;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 /// A durable subscription endpoint as the log knows it.
@@ -61,9 +61,9 @@ pub(crate) struct State {
     /// The last qos 1 message of each pattern some session subscribes to
     /// (what a session may be owed).
     last: HashMap<String, u64>,
-    /// Some pattern in `last` has a wildcard: a message must be matched
-    /// against each of them, not only looked up.
-    wildcards: bool,
+    /// The patterns in `last` with a wildcard: a message is matched against
+    /// each of these (the others are looked up by its topic).
+    wild: BTreeSet<String>,
 }
 
 impl State {
@@ -105,12 +105,16 @@ impl State {
                 let session = self.sessions.entry(*endpoint).or_default();
                 session.topics.entry(topic.clone()).or_insert(*from);
                 self.last.entry(topic.clone()).or_insert(0);
-                self.wildcards |= pattern::is_wildcard(topic);
+                self.note_wild(topic);
             }
             Record::Unsubscribe { endpoint, topic } => {
                 if let Some(session) = self.sessions.get_mut(endpoint)
                     && session.topics.remove(topic).is_some()
                 {
+                    if session.topics.is_empty() {
+                        // No durable pattern left: the session is over.
+                        self.sessions.remove(endpoint);
+                    }
                     self.forget_unheld([topic.as_str()]);
                 }
             }
@@ -130,7 +134,7 @@ impl State {
                 self.max_id = self.max_id.max(*id);
                 let last = self.last.entry(topic.clone()).or_insert(0);
                 *last = (*last).max(*id);
-                self.wildcards |= pattern::is_wildcard(topic);
+                self.note_wild(topic);
             }
         }
     }
@@ -141,12 +145,19 @@ impl State {
         if let Some(last) = self.last.get_mut(topic) {
             *last = (*last).max(id);
         }
-        if self.wildcards {
-            for (p, last) in &mut self.last {
-                if pattern::is_wildcard(p) && pattern::matches(p, topic) {
-                    *last = (*last).max(id);
-                }
+        for p in &self.wild {
+            if pattern::matches(p, topic)
+                && let Some(last) = self.last.get_mut(p)
+            {
+                *last = (*last).max(id);
             }
+        }
+    }
+
+    /// Keeps `pattern` among the wildcard ones if it is one.
+    fn note_wild(&mut self, pattern: &str) {
+        if pattern::is_wildcard(pattern) && !self.wild.contains(pattern) {
+            self.wild.insert(pattern.to_owned());
         }
     }
 
@@ -155,6 +166,7 @@ impl State {
         for p in patterns {
             if !self.sessions.values().any(|s| s.topics.contains_key(p)) {
                 self.last.remove(p);
+                self.wild.remove(p);
             }
         }
     }
@@ -352,5 +364,11 @@ mod tests {
             topic: "nope".into(),
         });
         assert_eq!(state.sessions[&a].topics.len(), 1);
+        state.apply(&Record::Unsubscribe {
+            endpoint: a,
+            topic: "x/#".into(),
+        });
+        assert!(!state.sessions.contains_key(&a), "the last pattern ends it");
+        assert!(state.wild.is_empty() && state.last.is_empty());
     }
 }

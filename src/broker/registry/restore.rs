@@ -30,7 +30,8 @@ impl Registry {
         }
         let mut endpoints = lock(&self.endpoints);
         for (addr, session) in &found.state.sessions {
-            if found.over_backlog.contains(addr) {
+            // A session with no pattern left (an older log's) holds nothing.
+            if found.over_backlog.contains(addr) || session.topics.is_empty() {
                 continue;
             }
             let endpoint = Arc::new(Endpoint::new(*addr, true));
