@@ -423,3 +423,18 @@ fn a_replay_short_of_descriptors_says_reset_rather_than_skip() {
         "{missing} messages skipped without a reset"
     );
 }
+
+#[test]
+fn streams_past_max_streams_get_503_and_leave_room_for_others() {
+    let broker = BrokerProcess::start(&["--max-connections", "8", "--max-streams", "2"]);
+    let a = StreamReader::sse(broker.addr, "m/1", &[]);
+    let _b = StreamReader::sse(broker.addr, "m/2", &[]);
+    wait_metric(broker.addr, "broker_streams", 2, WAIT);
+    let refused = StreamReader::open(broker.addr, "/sub/m/3", &[("Accept", "text/event-stream")]);
+    assert_eq!(refused.status, 503);
+    // Ordinary requests still find a place.
+    publish_id(broker.addr, "m/1", "x");
+    a.close();
+    wait_metric(broker.addr, "broker_streams", 1, WAIT);
+    let _c = StreamReader::sse(broker.addr, "m/3", &[]);
+}

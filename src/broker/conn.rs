@@ -100,6 +100,15 @@ impl server::Handler for Handler<'_> {
             return reply;
         }
         if let Action::Stream { pattern } = action {
+            let config = &self.shared.config;
+            let most = config
+                .max_streams
+                .unwrap_or(config.max_connections / 2)
+                .max(1);
+            if self.shared.registry.stream_count() >= most {
+                let why = format!("broker busy: {most} streams already (--max-streams)");
+                return Reply::status(503, why);
+            }
             return match stream_request(head, pattern) {
                 Ok(request) => {
                     self.stream = Some(request);

@@ -93,6 +93,10 @@ pub struct Config {
     /// Subscriber endpoints (IP and port) at once (one delivery thread each);
     /// past it a subscription gets 503. Default 1024.
     pub max_subscribers: usize,
+    /// Streaming subscriptions at once (each holds a connection, never
+    /// closed to make room); past it a stream gets 503. `None`, the
+    /// default: half of `max_connections`.
+    pub max_streams: Option<usize>,
     /// On stop, how long subscriber queues get to drain. Default 5 s.
     pub drain_timeout: Duration,
     /// When set, every request but `/healthz` and `/metrics` needs
@@ -143,6 +147,7 @@ impl Default for Config {
             enqueue_wait: Duration::from_millis(50),
             max_connections: 1024,
             max_subscribers: 1024,
+            max_streams: None,
             drain_timeout: Duration::from_secs(5),
             token: None,
             log_level: log::Level::Info,

@@ -398,6 +398,11 @@ impl Registry {
         Ok((stream, routing.last_stored))
     }
 
+    /// Streaming subscriptions open now.
+    pub(crate) fn stream_count(&self) -> usize {
+        lock(&self.streams).len()
+    }
+
     /// Ends a streaming subscription (its reader left, overflowed, or the
     /// broker stops).
     pub(crate) fn close_stream(&self, stream: &Stream) {
