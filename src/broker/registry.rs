@@ -14,11 +14,13 @@ use super::delivery::DropReason;
 use super::metrics::{self, Gauges, Loss, Metrics};
 use super::routing::{Qos, Retained, Routing, Subscription, Target};
 use super::session::{Endpoint, Enqueued, Item, Message, Settings};
-use super::stream::{Event, Format, Stream};
+use super::stream::{Event, Stream};
 use super::worker;
 
 mod listing;
 mod restore;
+mod streams;
+
 use crate::json;
 use crate::log;
 use crate::store::{self, Batch, Published, Record, Store, Stored};
@@ -28,6 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread;
+pub(crate) use streams::{Wake, Wakes};
 
 /// Stack size of delivery threads: they hold buffers on the heap, and 256 KiB
 /// lets a thousand of them fit in a small unikernel.
@@ -346,72 +349,6 @@ impl Registry {
         Some(targets)
     }
 
-    /// Wakes the streams and endpoints a burst of publishes left in
-    /// `wakes`.
-    pub(crate) fn wake(wakes: &mut Wakes) {
-        for wake in wakes.drain(..) {
-            match wake {
-                Wake::Stream(stream) => stream.wake(),
-                Wake::Endpoint(endpoint) => endpoint.wake(),
-            }
-        }
-    }
-
-    /// Opens a streaming subscription of `peer` to `pattern`. With
-    /// `retained`, the retained messages of the topics it matches are
-    /// queued first. Returns the stream and the last stored message routed
-    /// before it: a replay goes up to that one, the stream from after it.
-    ///
-    /// # Errors
-    /// The broker is stopping.
-    pub(crate) fn open_stream(
-        &self,
-        pattern: &str,
-        peer: SocketAddr,
-        format: Format,
-        retained: bool,
-    ) -> io::Result<(Arc<Stream>, u64)> {
-        let mut routing = lock(&self.routing);
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(io::Error::other("broker is stopping"));
-        }
-        let n = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let s = &self.settings;
-        let stream = Arc::new(Stream::new(
-            n,
-            peer,
-            format,
-            s.queue_capacity,
-            s.queue_bytes,
-        ));
-        if retained {
-            for (topic, r) in routing.retained_matching(pattern) {
-                stream.push(Event {
-                    id: r.id,
-                    body: body(topic, &r.data, r.id, Qos::Zero),
-                    stored: false,
-                });
-            }
-        }
-        routing.add(pattern, Target::Stream(n), Qos::Zero);
-        lock(&self.streams).insert(n, stream.clone());
-        Ok((stream, routing.last_stored))
-    }
-
-    /// Streaming subscriptions open now.
-    pub(crate) fn stream_count(&self) -> usize {
-        lock(&self.streams).len()
-    }
-
-    /// Ends a streaming subscription (its reader left, overflowed, or the
-    /// broker stops).
-    pub(crate) fn close_stream(&self, stream: &Stream) {
-        let mut routing = lock(&self.routing);
-        routing.remove_target(Target::Stream(stream.id));
-        lock(&self.streams).remove(&stream.id);
-        stream.close();
-    }
-
     /// Removes the subscription of `addr` to `pattern` (nothing if it had
     /// none); an endpoint left with none is dropped with its queue. Returns
     /// the batch to wait on when a durable subscription's removal must be
@@ -687,15 +624,6 @@ struct Targets {
     endpoints: Vec<(Arc<Endpoint>, Qos)>,
     streams: Vec<Arc<Stream>>,
 }
-
-/// A subscriber with messages queued whose thread is still to be woken.
-pub(crate) enum Wake {
-    Stream(Arc<Stream>),
-    Endpoint(Arc<Endpoint>),
-}
-
-/// What a burst of publishes is still to wake.
-pub(crate) type Wakes = Vec<Wake>;
 
 /// Where a publish stands once [`Registry::publish`] returns.
 pub(crate) enum Publishing {
