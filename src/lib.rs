@@ -83,6 +83,8 @@
 //! - `store` (private): message ids, idempotency keys and the log.
 //! - [`client`]: the embeddable client: publish, subscribe with a callback
 //!   or over a stream.
+//! - `nats` (private): the NATS client protocol, subjects and server URLs
+//!   of a cluster (pure).
 //! - `pattern` (private): topics, subscription patterns and their matching.
 //! - [`cli`]: the broker's command line and its `BROKER_*` variables.
 //! - [`log`]: leveled logging to stderr.
@@ -100,6 +102,7 @@ mod deadline;
 pub mod http;
 pub mod json;
 pub mod log;
+pub(crate) mod nats;
 mod net;
 pub(crate) mod pattern;
 mod server;

@@ -1,0 +1,8 @@
+//! The NATS side of a cluster of brokers (PROTOCOL.md section 6.7), pure
+//! parts: how topics and patterns become subjects, the `--nats` list of
+//! servers, and the client protocol's parser and encoders. None of it owns
+//! a socket, a thread or a lock; the bridge that does is built on them.
+//!
+//! - `subject`: topic <-> subject, pattern -> subjects.
+
+pub(crate) mod subject;
