@@ -4,5 +4,7 @@
 //! a socket, a thread or a lock; the bridge that does is built on them.
 //!
 //! - `subject`: topic <-> subject, pattern -> subjects.
+//! - `url`: `nats://user:pass@host:port,…` -> servers.
 
 pub(crate) mod subject;
+pub(crate) mod url;
