@@ -5,6 +5,9 @@
 //!
 //! - `subject`: topic <-> subject, pattern -> subjects.
 //! - `url`: `nats://user:pass@host:port,…` -> servers.
+//! - `proto`: server operations parsed from bytes, client operations
+//!   written to bytes.
 
+pub(crate) mod proto;
 pub(crate) mod subject;
 pub(crate) mod url;
