@@ -157,6 +157,13 @@ pub const OPTIONS: &[Opt] = &[
     Opt { short: None, long: "stream-keepalive", env: "BROKER_STREAM_KEEPALIVE", value: "DURATION", default: "15s",
         help: "a quiet stream (GET /sub/PATTERN) gets a keep-alive comment this often",
         set: |c, v| { c.stream_keepalive = nonzero(duration(v, 1000)?)?; Ok(()) } },
+    Opt { short: None, long: "nats", env: "BROKER_NATS", value: "URLS", default: "none",
+        help: "share topics with other brokers through NATS: nats://[USER:PASS@|TOKEN@]HOST:PORT[,...], tried in turn",
+        set: |c, v| {
+            crate::nats::url::parse_servers(v).map_err(|e| e.to_string())?;
+            c.nats = Some(v.to_owned());
+            Ok(())
+        } },
     Opt { short: None, long: "log-level", env: "BROKER_LOG_LEVEL", value: "LEVEL", default: "info",
         help: "error, warn, info or debug, to stderr; nothing per message below debug",
         set: |c, v| {
@@ -411,6 +418,7 @@ mod tests {
                 "token" => "t",
                 "fsync" => "never",
                 "segment-bytes" => "5000",
+                "nats" => "nats://127.0.0.1:4222",
                 _ => "3",
             };
             let env = |name: &str| (name == opt.env).then(|| value.to_string());
@@ -448,6 +456,8 @@ mod tests {
             &["--fsync", "sometimes"],
             &["--segment-bytes", "4095"],
             &["--data-dir", ""],
+            &["--nats", "tls://127.0.0.1:4222"],
+            &["--nats", "nats://127.0.0.1:x"],
             &["--session-expiry", "0"],
             &["--backlog-bytes", "0"],
             &["--token", ""],

@@ -5,6 +5,7 @@
 //! connections, subscribers, topics, queue depth) are read from their owners
 //! when the page is built.
 
+use crate::nats::bridge::Bridge;
 use crate::server::Close;
 use crate::store::StoreMetrics;
 use std::fmt::Write;
@@ -234,6 +235,57 @@ impl Metrics {
             );
         }
         page
+    }
+}
+
+/// The cluster bridge's part of the page (with `--nats`).
+pub(crate) fn render_bridge(page: &mut String, bridge: &Bridge) {
+    let status = bridge.status();
+    let c = bridge.counters();
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    #[rustfmt::skip]
+    let single = [
+        ("bridge_connected", "gauge", "1 while connected to a NATS server, else 0.", u64::from(status.connected)),
+        ("bridge_subscriptions", "gauge", "NATS subjects subscribed for this broker's subscribers.", status.subscriptions as u64),
+        ("bridge_queued_bytes", "gauge", "Bytes of messages waiting to be written to NATS.", status.queued_bytes as u64),
+        ("bridge_connects_total", "counter", "Connections to a NATS server made (handshake done).", get(&c.connects)),
+        ("bridge_failures_total", "counter", "Connections to NATS that failed or were lost.", get(&c.failures)),
+        ("bridge_sent_total", "counter", "Messages written to NATS.", get(&c.sent)),
+        ("bridge_received_total", "counter", "Messages from NATS given to this broker's subscribers.", get(&c.received)),
+        ("bridge_server_errors_total", "counter", "-ERR messages from the NATS server.", get(&c.server_errors)),
+        ("bridge_protocol_errors_total", "counter", "Connections dropped for bytes that are not the NATS protocol.", get(&c.protocol_errors)),
+    ];
+    for (name, kind, help, value) in single {
+        family(page, name, kind, help);
+        let _ = writeln!(page, "broker_{name} {value}");
+    }
+    let help =
+        "Messages not sent to NATS, by reason: down (no connection), full (queue), too_large.";
+    family(page, "bridge_dropped_total", "counter", help);
+    for (reason, counter) in [
+        ("down", &c.dropped_down),
+        ("full", &c.dropped_full),
+        ("too_large", &c.dropped_large),
+    ] {
+        let _ = writeln!(
+            page,
+            "broker_bridge_dropped_total{{reason=\"{reason}\"}} {}",
+            get(counter)
+        );
+    }
+    let help =
+        "Messages from NATS refused, by reason: subject (not a topic), utf8 (data), too_large.";
+    family(page, "bridge_refused_total", "counter", help);
+    for (reason, counter) in [
+        ("subject", &c.refused_subject),
+        ("utf8", &c.refused_utf8),
+        ("too_large", &c.refused_large),
+    ] {
+        let _ = writeln!(
+            page,
+            "broker_bridge_refused_total{{reason=\"{reason}\"}} {}",
+            get(counter)
+        );
     }
 }
 

@@ -130,6 +130,10 @@ pub struct Config {
     /// A streaming subscription with nothing to send gets a keep-alive
     /// this often. Default 15 s.
     pub stream_keepalive: Duration,
+    /// NATS servers to share topics with other brokers through
+    /// (`nats://[USER:PASS@|TOKEN@]HOST:PORT`, comma-separated, tried in
+    /// turn; PROTOCOL.md section 6.7). Default none: this broker alone.
+    pub nats: Option<String>,
 }
 
 impl Default for Config {
@@ -159,6 +163,7 @@ impl Default for Config {
             segment_bytes: 16 * 1024 * 1024,
             dedupe_window: Duration::from_secs(120),
             stream_keepalive: Duration::from_secs(15),
+            nats: None,
         }
     }
 }
@@ -195,7 +200,11 @@ impl Shared {
         };
         self.registry.gauges(&mut gauges);
         let log = &self.registry.store.metrics;
-        self.registry.metrics.render(&gauges, log)
+        let mut page = self.registry.metrics.render(&gauges, log);
+        if let Some(bridge) = self.registry.bridge() {
+            metrics::render_bridge(&mut page, bridge);
+        }
+        page
     }
 
     fn is_stopping(&self) -> bool {
@@ -250,6 +259,9 @@ impl Broker {
             backlog_bytes: config.backlog_bytes,
         };
         let registry = open_store(&config, settings)?;
+        if let Some(servers) = &config.nats {
+            start_bridge(&registry, servers, config.limits.max_body)?;
+        }
         let shared = Arc::new(Shared {
             registry,
             conns: conns::Conns::new(config.max_connections.max(1)),
@@ -423,10 +435,42 @@ fn open_store(config: &Config, settings: session::Settings) -> io::Result<Arc<Re
     Ok(registry)
 }
 
+/// Starts the cluster bridge to the NATS `servers` (PROTOCOL.md 6.7).
+fn start_bridge(registry: &Arc<Registry>, servers: &str, max_data: usize) -> io::Result<()> {
+    use crate::nats::bridge::{Bridge, OUTBOX_BYTES, Options};
+    let servers = crate::nats::url::parse_servers(servers)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+    let origin = crate::nats::origin();
+    log::info!(
+        "nats: sharing topics through {} as {origin}",
+        list.join(", ")
+    );
+    let options = Options {
+        servers,
+        origin,
+        max_data,
+        outbox_bytes: OUTBOX_BYTES,
+    };
+    // Weak: the bridge's thread must not keep the registry alive.
+    let weak = Arc::downgrade(registry);
+    let sink = Box::new(move |messages| {
+        if let Some(registry) = weak.upgrade() {
+            registry.publish_from_cluster(messages);
+        }
+    });
+    registry.attach(Arc::new(Bridge::start(options, sink)?));
+    Ok(())
+}
+
 /// Waits, up to the drain timeout, for requests in flight to be answered
 /// and subscriber queues to empty; then closes every queue.
 fn drain(shared: &Shared) {
     let deadline = Instant::now().checked_add(shared.config.drain_timeout);
+    if let Some(bridge) = shared.registry.bridge() {
+        // Nothing more comes in from the cluster while the queues drain.
+        bridge.stop();
+    }
     log::info!("stopping: draining subscriber queues");
     loop {
         if shared.conns.busy() == 0 && shared.registry.is_drained() {

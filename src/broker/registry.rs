@@ -17,6 +17,7 @@ use super::session::{Endpoint, Enqueued, Item, Message, Settings};
 use super::stream::{Event, Stream};
 use super::worker;
 
+mod cluster;
 mod listing;
 mod restore;
 mod streams;
@@ -28,7 +29,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread;
 pub(crate) use streams::{Wake, Wakes};
 
@@ -54,6 +55,9 @@ pub(crate) struct Registry {
     /// order.
     streams: Mutex<HashMap<u64, Arc<Stream>>>,
     next_stream: AtomicU64,
+    /// The cluster bridge, with `--nats`. After everything in the lock
+    /// order.
+    bridge: OnceLock<Arc<crate::nats::bridge::Bridge>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,6 +91,7 @@ impl Registry {
             storing: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             next_stream: AtomicU64::new(1),
+            bridge: OnceLock::new(),
         })
     }
 
@@ -135,7 +140,7 @@ impl Registry {
         if let Some(endpoint) = new
             && let Err(e) = self.start_thread(&endpoint)
         {
-            let mut routing = lock(&self.routing);
+            let mut routing = self.routing();
             let mut endpoints = lock(&self.endpoints);
             let (_, current) = unlink(&mut routing, &mut endpoints, &endpoint);
             if current && qos == Qos::One {
@@ -149,7 +154,7 @@ impl Registry {
     /// [`Registry::subscribe`] under the locks: the new endpoint, if one was
     /// made (its thread still to start), and the batch to wait on.
     fn subscribe_locked(&self, topic: &str, addr: SocketAddr, qos: Qos) -> io::Result<Subscribed> {
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         let mut endpoints = lock(&self.endpoints);
         if self.closed.load(Ordering::SeqCst) {
             return Err(io::Error::other("broker is stopping"));
@@ -220,10 +225,12 @@ impl Registry {
             Published::New(id, None) if p.is_stored() => {
                 let qos = if p.qos1 { Qos::One } else { Qos::Zero };
                 self.route_kept(&p.topic, &p.data, id, qos, p.retain, Some(wakes));
+                self.forward(&p.topic, &p.data);
                 Publishing::Done(id)
             }
             Published::New(id, None) => {
                 self.route(&p.topic, &p.data, id, Qos::Zero, true, Some(wakes));
+                self.forward(&p.topic, &p.data);
                 Publishing::Done(id)
             }
         }
@@ -234,6 +241,7 @@ impl Registry {
     fn route_stored(&self, s: &Stored) {
         let qos = if s.qos1 { Qos::One } else { Qos::Zero };
         self.route_kept(&s.topic, &s.data, s.id, qos, s.retain, None);
+        self.forward(&s.topic, &s.data);
     }
 
     /// Routes a message that is kept (stored, or retained): never waits
@@ -248,7 +256,7 @@ impl Registry {
         wakes: Option<&mut Wakes>,
     ) {
         if retain || self.store.is_durable() {
-            let mut routing = lock(&self.routing);
+            let mut routing = self.routing();
             routing.last_stored = routing.last_stored.max(id);
             if retain {
                 let data = data.to_owned();
@@ -320,7 +328,7 @@ impl Registry {
     /// console); `None` if no one.
     fn targets(&self, topic: &str, qos: Qos) -> Option<Targets> {
         let mut subs: Vec<Subscription> = Vec::new();
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         routing.count_publish(topic);
         routing.matching(topic, &mut subs);
         if subs.is_empty() {
@@ -354,7 +362,7 @@ impl Registry {
     /// the batch to wait on when a durable subscription's removal must be
     /// stored.
     pub(crate) fn unsubscribe(&self, pattern: &str, addr: SocketAddr) -> Option<Arc<Batch>> {
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         let mut endpoints = lock(&self.endpoints);
         let target = Target::Endpoint(addr);
         let unsubscribe = || Record::Unsubscribe {
@@ -427,7 +435,7 @@ impl Registry {
         unanswered: usize,
     ) -> bool {
         let (lost, _) = {
-            let mut routing = lock(&self.routing);
+            let mut routing = self.routing();
             let mut endpoints = lock(&self.endpoints);
             if endpoint.is_durable() {
                 return false;
@@ -446,7 +454,7 @@ impl Registry {
     /// Ends a qos 1 session for good (expired, or past its backlog).
     pub(crate) fn end_session(&self, endpoint: &Arc<Endpoint>, reason: &DropReason) {
         let lost = {
-            let mut routing = lock(&self.routing);
+            let mut routing = self.routing();
             let mut endpoints = lock(&self.endpoints);
             if endpoint.is_closed() {
                 return;
@@ -479,7 +487,7 @@ impl Registry {
     pub(crate) fn expire(&self, endpoint: &Arc<Endpoint>) -> bool {
         let durable = endpoint.is_durable();
         let lost = {
-            let mut routing = lock(&self.routing);
+            let mut routing = self.routing();
             let mut endpoints = lock(&self.endpoints);
             if !endpoint.is_idle(&self.settings) {
                 return false;
@@ -517,7 +525,7 @@ impl Registry {
         batch: &Arc<Batch>,
         failed: bool,
     ) {
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         let mut endpoints = lock(&self.endpoints);
         let key = (topic.to_owned(), addr);
         let mut storing = lock(&self.storing);
@@ -541,7 +549,7 @@ impl Registry {
     /// Stops every endpoint (broker shutdown). Durable sessions stay in
     /// the log, and what they are owed is not lost.
     pub(crate) fn close_all(&self) {
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         let mut endpoints = lock(&self.endpoints);
         self.closed.store(true, Ordering::SeqCst);
         for endpoint in endpoints.values() {
@@ -569,7 +577,7 @@ impl Registry {
 
     /// Fills in the registry's gauges.
     pub(crate) fn gauges(&self, g: &mut Gauges) {
-        let routing = lock(&self.routing);
+        let routing = self.routing();
         let endpoints = lock(&self.endpoints);
         g.topics = routing.topic_count();
         g.retained = routing.retained_count();

@@ -75,6 +75,9 @@ pub(crate) struct Routing {
     pub(crate) last_stored: u64,
     recent: HashMap<String, Published>,
     published: u64,
+    /// Patterns that became held (`true`) or no longer held, for the
+    /// cluster bridge; `None` while no one asks.
+    changes: Option<Vec<(String, bool)>>,
 }
 
 impl Routing {
@@ -87,7 +90,11 @@ impl Routing {
             existing.qos = existing.qos.max(qos);
             return Some(before);
         }
+        let first = subs.is_empty();
         subs.push(Subscription { target, qos });
+        if first && let Some(changes) = &mut self.changes {
+            changes.push((pattern.to_owned(), true));
+        }
         self.patterns
             .entry(target)
             .or_default()
@@ -101,6 +108,7 @@ impl Routing {
         if self.tree.remove_if(pattern, |s| s.target == target) == 0 {
             return false;
         }
+        self.note_removed(pattern);
         if let Some(patterns) = self.patterns.get_mut(&target) {
             patterns.retain(|p| p != pattern);
             if patterns.is_empty() {
@@ -124,13 +132,42 @@ impl Routing {
     pub(crate) fn remove_target(&mut self, target: Target) {
         for pattern in self.patterns.remove(&target).unwrap_or_default() {
             self.tree.remove_if(&pattern, |s| s.target == target);
+            self.note_removed(&pattern);
+        }
+    }
+
+    /// Records that `pattern` is no longer held, if it is not.
+    fn note_removed(&mut self, pattern: &str) {
+        if let Some(changes) = &mut self.changes
+            && self.tree.get(pattern).is_none_or(<[_]>::is_empty)
+        {
+            changes.push((pattern.to_owned(), false));
         }
     }
 
     /// Removes every subscription.
     pub(crate) fn clear(&mut self) {
+        if let Some(changes) = &mut self.changes {
+            changes.extend(self.tree.iter().map(|(p, _)| (p, false)));
+        }
         self.tree.clear();
         self.patterns.clear();
+    }
+
+    /// From now on, records which patterns become held or no longer held
+    /// (see [`Routing::take_changes`]). Returns the patterns held now.
+    pub(crate) fn track_interest(&mut self) -> Vec<String> {
+        self.changes = Some(Vec::new());
+        self.tree.iter().map(|(p, _)| p).collect()
+    }
+
+    /// The patterns that became held (`true`) or no longer held since the
+    /// last call, in order.
+    pub(crate) fn take_changes(&mut self) -> Vec<(String, bool)> {
+        match &mut self.changes {
+            Some(changes) if !changes.is_empty() => std::mem::take(changes),
+            _ => Vec::new(),
+        }
     }
 
     /// The subscriptions whose pattern matches `topic`, one per target

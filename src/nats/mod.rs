@@ -1,13 +1,37 @@
-//! The NATS side of a cluster of brokers (PROTOCOL.md section 6.7), pure
-//! parts: how topics and patterns become subjects, the `--nats` list of
-//! servers, and the client protocol's parser and encoders. None of it owns
-//! a socket, a thread or a lock; the bridge that does is built on them.
+//! The NATS side of a cluster of brokers (PROTOCOL.md section 6.7). It
+//! must not import `broker`: the bridge hands messages to a sink.
 //!
+//! Pure parts, with no socket, thread or lock:
 //! - `subject`: topic <-> subject, pattern -> subjects.
 //! - `url`: `nats://user:pass@host:port,…` -> servers.
 //! - `proto`: server operations parsed from bytes, client operations
 //!   written to bytes.
+//! - `interest`: the subjects held for the broker's patterns, and which
+//!   copy of a message to take when they overlap.
+//!
+//! The bridge, over them:
+//! - `bridge`: what the broker calls (publish, interest) and the state the
+//!   bridge's threads share.
+//! - `link`: the connection: connect, handshake, read, write, reconnect.
 
+pub(crate) mod bridge;
+mod interest;
+mod link;
 pub(crate) mod proto;
 pub(crate) mod subject;
 pub(crate) mod url;
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A new broker id for `Mb-Origin`: unique per broker process (random, with
+/// the process id and the start time mixed in), 16 hex digits.
+pub(crate) fn origin() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    format!("{:016x}", h.finish())
+}

@@ -13,7 +13,6 @@
 //!
 //! **Must never:** own a socket, a thread or a lock; panic on any input; or
 //! buffer more than one control line or one message (plus its CRLF).
-#![allow(dead_code)] // used by the bridge
 
 use std::fmt;
 
@@ -23,12 +22,8 @@ mod write;
 
 use line::{Line, parse_line};
 
-#[allow(unused_imports)] // used by the bridge
 pub(crate) use header::header;
-#[allow(unused_imports)] // used by the bridge
-pub(crate) use write::{
-    Connect, PING, PONG, write_connect, write_hpub, write_pub, write_sub, write_unsub,
-};
+pub(crate) use write::{Connect, PING, PONG, write_connect, write_hpub, write_sub, write_unsub};
 
 /// The longest control line (an `INFO` with its JSON, a `MSG` line), CRLF
 /// included. A line is refused as soon as more than this many bytes of it
@@ -212,6 +207,7 @@ impl Parser {
     }
 
     /// Bytes buffered and not yet parsed (for tests of the bound).
+    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         self.buf.len() - self.start
     }

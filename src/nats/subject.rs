@@ -9,7 +9,6 @@
 //! **Must never:** hand back a topic that `crate::pattern::validate_topic`
 //! refuses, or one whose levels differ from the subject's tokens (a decoded
 //! `/` is refused), whatever a NATS client published.
-#![allow(dead_code)] // used by the bridge
 
 use std::fmt;
 

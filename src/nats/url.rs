@@ -8,7 +8,6 @@
 //! **Must never:** print a password or token: [`Server`]'s `Display` and
 //! every [`UrlError`] message show the address only, the user info replaced
 //! by `***`.
-#![allow(dead_code)] // used by the bridge
 
 use std::fmt;
 use std::net::Ipv6Addr;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod durable;
+pub mod nats;
 pub mod patterns;
 pub mod streams;
 
@@ -344,6 +345,19 @@ impl RawSubscriber {
                 .expect("a delivery within the deadline");
             if d.request_line.starts_with("POST /msg ") {
                 return d;
+            }
+        }
+    }
+
+    /// The next `POST /msg` within `limit`, skipping heartbeats; `None`
+    /// if none came.
+    pub fn try_recv_msg(&self, limit: Duration) -> Option<Delivered> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let d = self.rx.recv_timeout(left).ok()?;
+            if d.request_line.starts_with("POST /msg ") {
+                return Some(d);
             }
         }
     }

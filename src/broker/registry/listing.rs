@@ -34,7 +34,7 @@ impl Registry {
     pub(crate) fn topics_json(&self) -> String {
         let mut rows: BTreeMap<String, TopicRow> = BTreeMap::new();
         {
-            let routing = lock(&self.routing);
+            let routing = self.routing();
             for (pattern, subs) in routing.subscriptions() {
                 rows.entry(pattern).or_default().subscribers = subs.len();
             }
@@ -67,7 +67,7 @@ impl Registry {
     pub(crate) fn subscribers_json(&self) -> String {
         let mut rows = Vec::new();
         {
-            let routing = lock(&self.routing);
+            let routing = self.routing();
             let endpoints = lock(&self.endpoints);
             let mut addrs: Vec<_> = endpoints.keys().copied().collect();
             addrs.sort();

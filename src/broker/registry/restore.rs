@@ -15,7 +15,7 @@ impl Registry {
     /// Rebuilds the durable sessions and retained messages that the log
     /// holds, before the broker takes its first connection.
     pub(crate) fn restore(self: &Arc<Self>, found: &mut Recovered) {
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         routing.last_stored = found.state.max_id;
         for (topic, s) in &found.state.retained {
             let qos = if s.qos1 { Qos::One } else { Qos::Zero };

@@ -47,7 +47,7 @@ impl Registry {
         format: Format,
         retained: bool,
     ) -> io::Result<(Arc<Stream>, u64)> {
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         if self.closed.load(Ordering::SeqCst) {
             return Err(io::Error::other("broker is stopping"));
         }
@@ -82,7 +82,7 @@ impl Registry {
     /// Ends a streaming subscription (its reader left, overflowed, or the
     /// broker stops).
     pub(crate) fn close_stream(&self, stream: &Stream) {
-        let mut routing = lock(&self.routing);
+        let mut routing = self.routing();
         routing.remove_target(Target::Stream(stream.id));
         lock(&self.streams).remove(&stream.id);
         stream.close();

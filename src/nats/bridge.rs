@@ -1,0 +1,303 @@
+//! The bridge: what this broker shares with the other brokers through NATS
+//! (PROTOCOL.md section 6.7). It publishes every message the broker accepts,
+//! subscribes to what the broker's subscribers hold, and hands the messages
+//! of the other brokers (and of NATS clients) to a sink.
+//!
+//! It never makes a publisher wait: a message for NATS is queued, up to a
+//! bound, for the connection's writer thread, and counted as dropped when
+//! NATS is down or the queue is full. The connection itself (connect,
+//! handshake, reading, writing, reconnecting) is `link`.
+
+use super::interest::Interest;
+use super::link;
+use super::proto::{self, Msg};
+use super::subject;
+use super::url::Server;
+use crate::log;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+
+/// The NATS header that names the broker a message comes from.
+pub(crate) const ORIGIN_HEADER: &str = "Mb-Origin";
+
+/// Bytes of publishes queued for NATS before more are dropped: about a
+/// second of a fast publisher, so a slow NATS costs memory only up to it.
+pub(crate) const OUTBOX_BYTES: usize = 8 * 1024 * 1024;
+
+/// How the bridge connects.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// The NATS servers, tried in turn.
+    pub(crate) servers: Vec<Server>,
+    /// This broker's `Mb-Origin`: unique per broker process.
+    pub(crate) origin: String,
+    /// Largest message data taken from NATS (the broker's payload limit).
+    pub(crate) max_data: usize,
+    /// Bytes of publishes queued for NATS at most.
+    pub(crate) outbox_bytes: usize,
+}
+
+/// A message from NATS for the broker's subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inbound {
+    pub(crate) topic: String,
+    pub(crate) data: String,
+}
+
+/// Where messages from NATS go, a read's worth at a time.
+pub(crate) type Sink = Box<dyn Fn(Vec<Inbound>) + Send + Sync>;
+
+/// The bridge's counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Handshakes completed.
+    pub(crate) connects: AtomicU64,
+    /// Connections lost or refused (after or during the handshake).
+    pub(crate) failures: AtomicU64,
+    /// Messages written to NATS.
+    pub(crate) sent: AtomicU64,
+    /// Messages from NATS handed to the broker.
+    pub(crate) received: AtomicU64,
+    /// Publishes not sent: NATS down, the queue full, or too large for
+    /// the server.
+    pub(crate) dropped_down: AtomicU64,
+    pub(crate) dropped_full: AtomicU64,
+    pub(crate) dropped_large: AtomicU64,
+    /// Messages from NATS refused: a subject that is not a topic, data
+    /// that is not UTF-8, or data over the payload limit.
+    pub(crate) refused_subject: AtomicU64,
+    pub(crate) refused_utf8: AtomicU64,
+    pub(crate) refused_large: AtomicU64,
+    /// `-ERR` from the server, and protocol errors (the connection is
+    /// dropped).
+    pub(crate) server_errors: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+}
+
+/// What the bridge's threads share.
+pub(super) struct Shared {
+    pub(super) opts: Options,
+    pub(super) state: Mutex<State>,
+    /// Wakes the writer: something to write, or its connection is over.
+    pub(super) writer: Condvar,
+    /// Wakes the connecting thread from its backoff (stop).
+    pub(super) retry: Condvar,
+    pub(super) counters: Counters,
+    pub(super) sink: Sink,
+}
+
+/// The bridge's state, behind one lock (a leaf: nothing else is locked
+/// while it is held).
+pub(super) struct State {
+    pub(super) interest: Interest,
+    /// A handshake is done and the connection is up.
+    pub(super) connected: bool,
+    /// Counts connections: a writer serves one only.
+    pub(super) generation: u64,
+    /// Publishes to write, and how many.
+    pub(super) outbox: Vec<u8>,
+    pub(super) outbox_messages: u64,
+    /// Subscriptions and pings to write, before the publishes.
+    pub(super) control: Vec<u8>,
+    /// The server's largest message.
+    pub(super) max_payload: usize,
+    /// The socket being connected or served, for [`Bridge::stop`].
+    pub(super) socket: Option<TcpStream>,
+    pub(super) stopping: bool,
+}
+
+pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running bridge.
+pub(crate) struct Bridge {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A snapshot for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Status {
+    pub(crate) connected: bool,
+    pub(crate) subscriptions: usize,
+    pub(crate) queued_bytes: usize,
+}
+
+impl Bridge {
+    /// Starts the bridge's thread, which connects (and keeps connecting)
+    /// to the servers in turn.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub(crate) fn start(opts: Options, sink: Sink) -> io::Result<Bridge> {
+        let shared = Arc::new(Shared {
+            opts,
+            state: Mutex::new(State {
+                interest: Interest::default(),
+                connected: false,
+                generation: 0,
+                outbox: Vec::new(),
+                outbox_messages: 0,
+                control: Vec::new(),
+                max_payload: link::DEFAULT_MAX_PAYLOAD,
+                socket: None,
+                stopping: false,
+            }),
+            writer: Condvar::new(),
+            retry: Condvar::new(),
+            counters: Counters::default(),
+            sink,
+        });
+        let run = shared.clone();
+        let thread = thread::Builder::new()
+            .name("nats".into())
+            .stack_size(link::STACK)
+            .spawn(move || link::run(&run))?;
+        Ok(Bridge {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a message the broker accepted for NATS, never waiting.
+    pub(crate) fn publish(&self, topic: &str, data: &str) {
+        let subject = subject::subject_of(topic);
+        let counters = &self.shared.counters;
+        let mut state = lock(&self.shared);
+        if !state.connected {
+            add(&counters.dropped_down);
+            return;
+        }
+        if data.len() > state.max_payload {
+            add(&counters.dropped_large);
+            return;
+        }
+        let size = subject.len() + data.len() + self.shared.opts.origin.len() + 64;
+        if state.outbox.len() + size > self.shared.opts.outbox_bytes {
+            add(&counters.dropped_full);
+            return;
+        }
+        let wake = state.outbox.is_empty() && state.control.is_empty();
+        let origin = [(ORIGIN_HEADER, self.shared.opts.origin.as_str())];
+        proto::write_hpub(&mut state.outbox, &subject, &origin, data.as_bytes());
+        state.outbox_messages += 1;
+        drop(state);
+        if wake {
+            self.shared.writer.notify_all();
+        }
+    }
+
+    /// A local subscription pattern is held (`on`) or no longer held.
+    pub(crate) fn interest(&self, pattern: &str, on: bool) {
+        let mut state = lock(&self.shared);
+        let before = state.control.len();
+        if on {
+            for (sid, subject) in state.interest.add(pattern) {
+                if state.connected {
+                    proto::write_sub(&mut state.control, &subject, sid);
+                }
+            }
+        } else {
+            for sid in state.interest.remove(pattern) {
+                if state.connected {
+                    proto::write_unsub(&mut state.control, sid);
+                }
+            }
+        }
+        let wrote = state.control.len() > before;
+        drop(state);
+        if wrote {
+            self.shared.writer.notify_all();
+        }
+    }
+
+    /// Where the bridge stands.
+    pub(crate) fn status(&self) -> Status {
+        let state = lock(&self.shared);
+        Status {
+            connected: state.connected,
+            subscriptions: state.interest.len(),
+            queued_bytes: state.outbox.len(),
+        }
+    }
+
+    /// The bridge's counters.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Stops the bridge: closes its connection and waits for its threads.
+    pub(crate) fn stop(&self) {
+        {
+            let mut state = lock(&self.shared);
+            state.stopping = true;
+            if let Some(socket) = &state.socket {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+        self.shared.writer.notify_all();
+        self.shared.retry.notify_all();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            log::error!("nats: the bridge's thread panicked");
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub(super) fn add(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The messages of one read that go to the broker: not its own, the one
+/// copy of each (overlapping subscriptions), decoded into topics.
+pub(super) fn take(shared: &Shared, msgs: Vec<Msg>) -> Vec<Inbound> {
+    let c = &shared.counters;
+    let origin = shared.opts.origin.as_str();
+    let msgs: Vec<Msg> = {
+        let state = lock(shared);
+        msgs.into_iter()
+            .filter(|m| {
+                let own = m
+                    .headers
+                    .as_deref()
+                    .and_then(|h| proto::header(h, ORIGIN_HEADER));
+                own != Some(origin) && state.interest.takes(m.sid, &m.subject)
+            })
+            .collect()
+    };
+    let mut taken = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        let topic = match subject::topic_of(&m.subject) {
+            Ok(topic) => topic,
+            Err(e) => {
+                add(&c.refused_subject);
+                log::debug!("nats: message on '{}' refused: {e}", m.subject);
+                continue;
+            }
+        };
+        if m.payload.len() > shared.opts.max_data {
+            add(&c.refused_large);
+            continue;
+        }
+        let Ok(data) = String::from_utf8(m.payload) else {
+            add(&c.refused_utf8);
+            log::debug!("nats: message on '{topic}' refused: data not UTF-8");
+            continue;
+        };
+        add(&c.received);
+        taken.push(Inbound { topic, data });
+    }
+    taken
+}

@@ -1,0 +1,206 @@
+//! What the bridge subscribes to in NATS, and which copy of a message to
+//! take (PROTOCOL.md section 6.7). Pure: no socket, no lock.
+//!
+//! Each distinct NATS subject is one subscription (one sid), held while any
+//! local pattern needs it: patterns `a` and `a/#` share `mb.a`. NATS sends a
+//! message once per matching subscription, so when a broker's patterns
+//! overlap (`a/+` and `a/#`) the same message comes more than once. It is
+//! taken only on the lowest sid among the held subscriptions that match its
+//! subject; sids only grow, so a copy that raced a `SUB` or an `UNSUB` is
+//! still taken exactly once.
+
+use super::subject;
+use std::collections::{BTreeMap, HashMap};
+
+/// One held subject.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    sid: u64,
+    /// Patterns that need it.
+    refs: usize,
+}
+
+/// The subjects the bridge holds in NATS.
+#[derive(Debug, Default)]
+pub(crate) struct Interest {
+    subjects: HashMap<String, Held>,
+    /// Held subjects by sid.
+    by_sid: HashMap<u64, String>,
+    /// Held subjects with a wildcard token, by sid, split into tokens.
+    wild: BTreeMap<u64, Vec<String>>,
+    last_sid: u64,
+}
+
+impl Interest {
+    /// A local pattern is now held: the subscriptions to make, as `(sid,
+    /// subject)`.
+    pub(crate) fn add(&mut self, pattern: &str) -> Vec<(u64, String)> {
+        let mut new = Vec::new();
+        for subject in subject::subjects_of_pattern(pattern) {
+            if let Some(held) = self.subjects.get_mut(&subject) {
+                held.refs += 1;
+                continue;
+            }
+            self.last_sid += 1;
+            let sid = self.last_sid;
+            if is_wild(&subject) {
+                self.wild.insert(sid, tokens(&subject));
+            }
+            self.by_sid.insert(sid, subject.clone());
+            self.subjects.insert(subject.clone(), Held { sid, refs: 1 });
+            new.push((sid, subject));
+        }
+        new
+    }
+
+    /// A local pattern is no longer held: the sids to unsubscribe.
+    pub(crate) fn remove(&mut self, pattern: &str) -> Vec<u64> {
+        let mut gone = Vec::new();
+        for subject in subject::subjects_of_pattern(pattern) {
+            let Some(held) = self.subjects.get_mut(&subject) else {
+                continue;
+            };
+            held.refs -= 1;
+            if held.refs == 0 {
+                let sid = held.sid;
+                self.subjects.remove(&subject);
+                self.by_sid.remove(&sid);
+                self.wild.remove(&sid);
+                gone.push(sid);
+            }
+        }
+        gone
+    }
+
+    /// Every held subscription, as `(sid, subject)`, in sid order: what to
+    /// subscribe again on a new connection.
+    pub(crate) fn all(&self) -> Vec<(u64, &str)> {
+        let mut all: Vec<(u64, &str)> = self
+            .by_sid
+            .iter()
+            .map(|(sid, s)| (*sid, s.as_str()))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Subjects held.
+    pub(crate) fn len(&self) -> usize {
+        self.subjects.len()
+    }
+
+    /// Whether the copy of a message on `subject` that came for `sid` is
+    /// the one to take: `sid` is held, and no held subscription with a
+    /// lower sid matches `subject`.
+    pub(crate) fn takes(&self, sid: u64, subject: &str) -> bool {
+        if !self.by_sid.contains_key(&sid) {
+            return false; // unsubscribed meanwhile: the copy for its
+            // replacement, if any, is taken instead
+        }
+        if self.subjects.get(subject).is_some_and(|h| h.sid < sid) {
+            return false;
+        }
+        let parts: Vec<&str> = subject.split('.').collect();
+        !self
+            .wild
+            .range(..sid)
+            .any(|(_, pattern)| matches(pattern, &parts))
+    }
+}
+
+fn is_wild(subject: &str) -> bool {
+    subject.split('.').any(|t| t == "*" || t == ">")
+}
+
+fn tokens(subject: &str) -> Vec<String> {
+    subject.split('.').map(str::to_owned).collect()
+}
+
+/// NATS subject matching: `*` is one token, a last `>` one or more.
+fn matches(pattern: &[String], subject: &[&str]) -> bool {
+    let mut i = 0;
+    for (n, p) in pattern.iter().enumerate() {
+        if p == ">" && n + 1 == pattern.len() {
+            return subject.len() > n;
+        }
+        match subject.get(i) {
+            Some(s) if p == "*" || p == s => i += 1,
+            _ => return false,
+        }
+    }
+    i == subject.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Interest, matches, tokens};
+
+    #[test]
+    fn subject_matching() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("mb.a.b", "mb.a.b", true),
+            ("mb.a.*", "mb.a.b", true),
+            ("mb.a.*", "mb.a", false),
+            ("mb.a.*", "mb.a.b.c", false),
+            ("mb.a.>", "mb.a.b.c", true),
+            ("mb.a.>", "mb.a", false),
+            ("mb.>", "mb.x", true),
+            ("mb.*.c", "mb.b.c", true),
+            ("mb.*.c", "mb.b.d", false),
+        ];
+        for (pattern, subject, want) in cases {
+            let parts: Vec<&str> = subject.split('.').collect();
+            assert_eq!(
+                matches(&tokens(pattern), &parts),
+                *want,
+                "{pattern} {subject}"
+            );
+        }
+    }
+
+    #[test]
+    fn shared_subjects_are_held_once_and_released_with_the_last_pattern() {
+        let mut i = Interest::default();
+        assert_eq!(i.add("a"), vec![(1, "mb.a".to_owned())]);
+        // `a/#` needs `mb.a` too: only `mb.a.>` is new.
+        assert_eq!(i.add("a/#"), vec![(2, "mb.a.>".to_owned())]);
+        assert_eq!(i.len(), 2);
+        assert_eq!(i.remove("a"), Vec::<u64>::new());
+        let mut gone = i.remove("a/#");
+        gone.sort_unstable();
+        assert_eq!(gone, vec![1, 2]);
+        assert_eq!(i.len(), 0);
+        assert_eq!(i.remove("never"), Vec::<u64>::new());
+        assert_eq!(i.add("b/+"), vec![(3, "mb.b.*".to_owned())]);
+        assert_eq!(i.all(), vec![(3, "mb.b.*")]);
+    }
+
+    /// The sids NATS sends a message on (every held subscription whose
+    /// subject matches), and of those the ones the bridge takes.
+    fn taken(i: &Interest, subject: &str) -> Vec<u64> {
+        let parts: Vec<&str> = subject.split('.').collect();
+        let held = i.all();
+        held.iter()
+            .filter(|(_, s)| matches(&tokens(s), &parts))
+            .map(|(sid, _)| *sid)
+            .filter(|&sid| i.takes(sid, subject))
+            .collect()
+    }
+
+    #[test]
+    fn an_overlapping_message_is_taken_on_its_lowest_sid_only() {
+        let mut i = Interest::default();
+        i.add("a/+"); // sid 1: mb.a.*
+        i.add("a/#"); // sids 2, 3: mb.a.> and mb.a
+        i.add("a/b"); // sid 4: mb.a.b
+        assert_eq!(taken(&i, "mb.a.b"), vec![1]);
+        assert_eq!(taken(&i, "mb.a.b.c"), vec![2]);
+        assert_eq!(taken(&i, "mb.a"), vec![3]);
+        assert_eq!(taken(&i, "mb.z"), Vec::<u64>::new());
+        // Once a/+ is gone, mb.a.b is taken on sid 2, and a late copy on 1
+        // is not.
+        i.remove("a/+");
+        assert_eq!(taken(&i, "mb.a.b"), vec![2]);
+        assert!(!i.takes(1, "mb.a.b"));
+    }
+}
