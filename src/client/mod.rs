@@ -22,6 +22,38 @@
 //! Dropping the client (or calling [`Client::close`]) stops its threads and
 //! frees its port.
 //!
+//! # Several brokers
+//!
+//! Given several addresses (brokers that share their topics, as a cluster
+//! over NATS does), the client uses one at a time, the first to begin with.
+//! When it stops answering (a call is refused, reset or times out, or it
+//! stays silent past [`Builder::resubscribe_after`], 10 s by default) the
+//! client moves to the next address, round robin, subscribes there again
+//! (each subscription with its qos), and every later call, heartbeat and
+//! stream goes there; then it unsubscribes at the broker it left, in case
+//! that one still answers. With the defaults, a subscribed client leaves a
+//! broker that went down at its next heartbeat, within about 5 s (plus the
+//! 5 s timeout if the broker's host does not even refuse the connection). A
+//! call that could not even reach the broker is sent to the next one at
+//! once; one that may have reached it is not sent again elsewhere (see
+//! [`Client::publish_with`]). Message ids ([`Message::id`]) are each
+//! broker's own. A single address behaves as above: the client subscribes
+//! again at the same broker.
+//!
+//! ```no_run
+//! use message_broker::client::{Client, Message};
+//!
+//! # fn main() -> Result<(), message_broker::client::Error> {
+//! let client = Client::builder(["10.0.0.1:9999", "10.0.0.2:9999"])
+//!     .listen_port(0)
+//!     .build()?;
+//! client.subscribe("hello/world", |msg: Message| println!("{}", msg.data))?;
+//! client.publish("hello/world", "MyData")?;
+//! println!("using {}", client.broker());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # At-least-once delivery
 //!
 //! Against this broker, [`Client::subscribe_qos`] with [`Qos::AtLeastOnce`]
@@ -47,6 +79,7 @@
 //! # }
 //! ```
 
+mod brokers;
 mod builder;
 mod call;
 mod dedupe;
@@ -58,6 +91,7 @@ mod publisher;
 mod qos;
 mod stream;
 
+pub use brokers::Brokers;
 pub use builder::Builder;
 pub use dedupe::DEDUPE_WINDOW;
 pub use error::Error;
@@ -68,6 +102,7 @@ pub use stream::Stream;
 use crate::http;
 use crate::net::Connection;
 use crate::pattern;
+use brokers::BrokerList;
 use call::Request;
 use dedupe::Dedupe;
 use std::collections::HashMap;
@@ -124,16 +159,16 @@ struct Subscription {
 
 /// What the client's threads share.
 struct Inner {
-    /// The broker's address as given: resolved again for each new
-    /// connection, so a broker that comes back at a new address is found.
-    broker: String,
+    /// The brokers' addresses, and the one in use.
+    brokers: BrokerList,
     listen_port: u16,
     timeout: Duration,
     heartbeat_interval: Duration,
     resubscribe_after: Duration,
     token: Option<String>,
-    /// The persistent connection to the broker, for every request.
-    conn: Mutex<Option<Connection>>,
+    /// The persistent connection for every request, with the index of the
+    /// broker it goes to.
+    conn: Mutex<Option<(usize, Connection)>>,
     subscriptions: Mutex<HashMap<String, Subscription>>,
     /// How many of `subscriptions` are wildcard patterns: without any, a
     /// message finds its callback by its topic alone.
@@ -213,6 +248,12 @@ impl Inner {
         self.post(&format!("/sub/{}", http::percent_encode_path(topic)), &body)
     }
 
+    /// The target and body that end this client's subscription to `pattern`.
+    fn unsubscribe_request(&self, pattern: &str) -> (String, String) {
+        let target = format!("/unsub/{}", http::percent_encode_path(pattern));
+        (target, format!("{{\"port\":\"{}\"}}", self.listen_port))
+    }
+
     fn send_heartbeat(&self) -> Result<(), Error> {
         // The port is our extension: it names this client among others at
         // the same IP. A Go broker ignores it.
@@ -254,16 +295,33 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts configuring a client of the broker at `broker` (`"host:port"`).
+    /// Starts configuring a client of the broker at `brokers`
+    /// (`"host:port"`), or of several brokers (a list of them, used in turn:
+    /// see [Several brokers](self#several-brokers)). An empty list is an
+    /// [`Error::NoBroker`] at [`Builder::build`].
     ///
     /// ```no_run
     /// use message_broker::client::Client;
     /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
     /// println!("the broker calls us back on port {}", client.listen_port());
+    /// let replicated = Client::builder(["10.0.0.1:9999", "10.0.0.2:9999"]).build()?;
     /// # Ok::<(), message_broker::client::Error>(())
     /// ```
-    pub fn builder(broker: impl Into<String>) -> Builder {
-        Builder::new(broker.into())
+    pub fn builder(brokers: impl Brokers) -> Builder {
+        Builder::new(brokers.into_brokers())
+    }
+
+    /// The address of the broker the client uses now, as given to
+    /// [`Client::builder`].
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder(["10.0.0.1:9999", "10.0.0.2:9999"]).build()?;
+    /// assert_eq!(client.broker(), "10.0.0.1:9999");
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn broker(&self) -> &str {
+        self.inner.brokers.addr(self.inner.brokers.current().index)
     }
 
     /// The port this client listens on for the broker's calls.
@@ -280,6 +338,12 @@ impl Client {
 
     /// Publishes `data` to `topic`; returns once the broker accepted it (202),
     /// which means it is queued for every current subscriber.
+    ///
+    /// With several brokers: if the broker in use cannot be reached (nothing
+    /// was sent), the publish goes to the next one, once, and the client
+    /// stays there. If it was sent and its answer lost (the connection broke
+    /// or timed out), it is not sent again, as that broker may have taken
+    /// it: the error comes back, and the client moves on for later calls.
     ///
     /// # Errors
     /// [`Error::InvalidTopic`] before sending anything; [`Error::Status`] with
@@ -311,6 +375,12 @@ impl Client {
     /// key in `options` the client makes one up for a qos 1 publish. A qos 0
     /// publish is never sent twice (except, as for [`Client::publish`], when
     /// an idle connection turns out closed before the broker read it).
+    ///
+    /// With several brokers, a publish that could not reach the broker in
+    /// use goes to the next one, once, whatever its qos. The resend of a
+    /// lost answer goes to the same broker only (the key counts at the
+    /// broker that saw it); if that fails too, the error comes back: sending
+    /// it again, to any broker, may store it twice.
     ///
     /// # Errors
     /// [`Error::InvalidTopic`] or [`Error::InvalidIdempotencyKey`] before
@@ -472,8 +542,7 @@ impl Client {
         if self.inner.lock_subscriptions().remove(pattern).is_some() {
             self.inner.count_wildcard(pattern, false);
         }
-        let body = format!("{{\"port\":\"{}\"}}", self.inner.listen_port);
-        let target = format!("/unsub/{}", http::percent_encode_path(pattern));
+        let (target, body) = self.inner.unsubscribe_request(pattern);
         self.inner.post(&target, body.as_bytes())
     }
 
@@ -572,7 +641,7 @@ impl Drop for Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("broker", &self.inner.broker)
+            .field("broker", &self.broker())
             .field("listen_port", &self.inner.listen_port)
             .finish()
     }

@@ -160,7 +160,7 @@ impl Stream {
     /// A new connection, past the response head.
     fn connect(&self) -> Result<BufReader<Reader>, Error> {
         let inner = &self.inner;
-        let addr = resolve(&inner.broker)?;
+        let addr = resolve(inner.brokers.addr(inner.brokers.current().index))?;
         let tcp = TcpStream::connect_timeout(&addr, inner.timeout)?;
         let _ = tcp.set_nodelay(true);
         let mut request = format!(
