@@ -90,6 +90,7 @@ mod outbox;
 mod publisher;
 mod qos;
 mod stream;
+mod subscriptions;
 
 pub use brokers::Brokers;
 pub use builder::Builder;
@@ -112,6 +113,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use subscriptions::Subscription;
 
 /// The port a client listens on unless told otherwise, as the Go client.
 pub const DEFAULT_LISTEN_PORT: u16 = 10000;
@@ -146,15 +148,6 @@ impl Message {
     fn size(&self) -> usize {
         self.topic.len() + self.data.len()
     }
-}
-
-type Callback = Arc<Mutex<Box<dyn FnMut(Message) + Send>>>;
-
-/// One topic's subscription: its callback, and the qos to subscribe with
-/// (again, after a broker restart).
-struct Subscription {
-    callback: Callback,
-    qos: Qos,
 }
 
 /// What the client's threads share.
@@ -195,63 +188,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn lock_subscriptions(&self) -> MutexGuard<'_, HashMap<String, Subscription>> {
-        lock(&self.subscriptions)
-    }
-
     fn lock_broker_seen(&self) -> MutexGuard<'_, Instant> {
         lock(&self.broker_seen)
     }
 
     fn lock_accepted(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
         lock(&self.accepted)
-    }
-
-    /// The callbacks of every pattern `topic` matches, with the pattern.
-    fn callbacks_for(&self, topic: &str) -> Vec<(String, Callback)> {
-        let subscriptions = self.lock_subscriptions();
-        let mut found = Vec::new();
-        if let Some(s) = subscriptions.get(topic) {
-            found.push((topic.to_owned(), s.callback.clone()));
-        }
-        if self.wildcards.load(Ordering::SeqCst) > 0 {
-            let wild = subscriptions
-                .iter()
-                .filter(|(p, _)| pattern::is_wildcard(p) && pattern::matches(p, topic));
-            found.extend(wild.map(|(p, s)| (p.clone(), s.callback.clone())));
-        }
-        found
-    }
-
-    /// Counts `pattern` in or out of the wildcard patterns.
-    fn count_wildcard(&self, pattern: &str, added: bool) {
-        if pattern::is_wildcard(pattern) {
-            if added {
-                self.wildcards.fetch_add(1, Ordering::SeqCst);
-            } else {
-                self.wildcards.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Every topic subscribed to, with its qos.
-    fn topics(&self) -> Vec<(String, Qos)> {
-        let subscriptions = self.lock_subscriptions();
-        subscriptions
-            .iter()
-            .map(|(topic, s)| (topic.clone(), s.qos))
-            .collect()
-    }
-
-    fn send_subscribe(&self, topic: &str, qos: Qos) -> Result<(), Error> {
-        let body = qos::subscribe_body(qos, self.listen_port);
-        self.post(&format!("/sub/{}", http::percent_encode_path(topic)), &body)
-    }
-
-    /// The target and body that end this client's subscription to `pattern`.
-    fn unsubscribe_request(&self, pattern: &str) -> (String, String) {
-        let target = format!("/unsub/{}", http::percent_encode_path(pattern));
-        (target, format!("{{\"port\":\"{}\"}}", self.listen_port))
     }
 
     fn send_heartbeat(&self) -> Result<(), Error> {
@@ -442,108 +384,6 @@ impl Client {
     /// ```
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.inner.clone())
-    }
-
-    /// Subscribes to `topic` with qos 0 (as the Go client does): `callback`
-    /// runs for each message of it, on the client's dispatcher thread, one
-    /// at a time in arrival order. A second subscription to the same topic
-    /// replaces the callback.
-    ///
-    /// # Errors
-    /// As for [`Client::publish`]; on error the callback is not kept.
-    ///
-    /// # Examples
-    /// ```no_run
-    /// # use message_broker::client::{Client, Message};
-    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
-    /// client.subscribe("hello/world", |msg: Message| println!("{}", msg.data))?;
-    /// # Ok::<(), message_broker::client::Error>(())
-    /// ```
-    pub fn subscribe<F>(&self, topic: &str, callback: F) -> Result<(), Error>
-    where
-        F: FnMut(Message) + Send + 'static,
-    {
-        self.subscribe_qos(topic, Qos::AtMostOnce, callback)
-    }
-
-    /// Subscribes to `topic` as [`Client::subscribe`] does, with `qos`. With
-    /// [`Qos::AtLeastOnce`] the subscription is durable: the broker keeps
-    /// the messages this client has not answered (while it is down, too) and
-    /// sends them again, in order, each with its [`Message::id`]; a message
-    /// seen within the last [`DEDUPE_WINDOW`] ids is answered and dropped
-    /// before the callback. The client acknowledges a message once it is
-    /// queued for the callback (when that queue is full it refuses it, and
-    /// the broker sends it later). A re-subscription after a broker restart
-    /// uses the same qos.
-    ///
-    /// # Errors
-    /// As for [`Client::publish`]; on error the callback is not kept.
-    ///
-    /// # Examples
-    /// ```no_run
-    /// use message_broker::client::{Client, Message, Qos};
-    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
-    /// client.subscribe_qos("orders", Qos::AtLeastOnce, |msg: Message| {
-    ///     println!("order event {:?}: {}", msg.id, msg.data);
-    /// })?;
-    /// # Ok::<(), message_broker::client::Error>(())
-    /// ```
-    pub fn subscribe_qos<F>(&self, topic: &str, qos: Qos, callback: F) -> Result<(), Error>
-    where
-        F: FnMut(Message) + Send + 'static,
-    {
-        pattern::validate_pattern(topic).map_err(Error::InvalidTopic)?;
-        let callback: Callback = Arc::new(Mutex::new(Box::new(callback)));
-        let subscription = Subscription { callback, qos };
-        // Registered first: the broker may deliver before its 202 reaches us.
-        let previous = self
-            .inner
-            .lock_subscriptions()
-            .insert(topic.to_owned(), subscription);
-        if previous.is_none() {
-            self.inner.count_wildcard(topic, true);
-            if self.inner.lock_subscriptions().len() == 1 {
-                *self.inner.lock_broker_seen() = Instant::now();
-            }
-        }
-        let result = self.inner.send_subscribe(topic, qos);
-        if result.is_err() {
-            let mut subscriptions = self.inner.lock_subscriptions();
-            match previous {
-                Some(previous) => subscriptions.insert(topic.to_owned(), previous),
-                None => {
-                    self.inner.count_wildcard(topic, false);
-                    subscriptions.remove(topic)
-                }
-            };
-        }
-        result
-    }
-
-    /// Ends the subscription to `pattern` (as given to
-    /// [`Client::subscribe`]): the broker sends nothing more for it once
-    /// this returns, and its callback is dropped. Unsubscribing from what
-    /// was never subscribed is not an error.
-    ///
-    /// # Errors
-    /// As for [`Client::publish`]; a Go broker, which knows no unsubscribe,
-    /// answers [`Error::Status`] 404 (the callback is dropped anyway).
-    ///
-    /// # Examples
-    /// ```no_run
-    /// # use message_broker::client::{Client, Message};
-    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
-    /// client.subscribe("alerts/+", |msg: Message| println!("{}", msg.data))?;
-    /// client.unsubscribe("alerts/+")?;
-    /// # Ok::<(), message_broker::client::Error>(())
-    /// ```
-    pub fn unsubscribe(&self, pattern: &str) -> Result<(), Error> {
-        pattern::validate_pattern(pattern).map_err(Error::InvalidTopic)?;
-        if self.inner.lock_subscriptions().remove(pattern).is_some() {
-            self.inner.count_wildcard(pattern, false);
-        }
-        let (target, body) = self.inner.unsubscribe_request(pattern);
-        self.inner.post(&target, body.as_bytes())
     }
 
     /// Subscribes to `pattern` over a connection the client holds (a
