@@ -3,6 +3,7 @@
 //!
 //! Owns the defaults. Never contacts the broker.
 
+use super::brokers::BrokerList;
 use super::call::resolve;
 use super::dedupe::Dedupe;
 use super::{Client, DEDUPE_WINDOW, DEFAULT_LISTEN_PORT, Error, Inner, heartbeat, listener};
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
-    broker: String,
+    brokers: Vec<String>,
     listen_port: u16,
     listen_ip: Option<IpAddr>,
     timeout: Duration,
@@ -36,10 +37,10 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// The defaults, for a broker at `broker`.
-    pub(super) fn new(broker: String) -> Builder {
+    /// The defaults, for the brokers at `brokers`.
+    pub(super) fn new(brokers: Vec<String>) -> Builder {
         Builder {
-            broker,
+            brokers,
             listen_port: DEFAULT_LISTEN_PORT,
             listen_ip: None,
             timeout: Duration::from_secs(5),
@@ -76,7 +77,8 @@ impl Builder {
     }
 
     /// The address to listen on. Default: every interface of the broker
-    /// address's family (`0.0.0.0` or `::`).
+    /// address's family (`0.0.0.0` or `::`; of the first address that
+    /// resolves, with several).
     ///
     /// ```no_run
     /// use message_broker::client::Client;
@@ -126,7 +128,8 @@ impl Builder {
     }
 
     /// How long the broker may stay silent before the client subscribes
-    /// again (each topic with its own qos). Default 10 s.
+    /// again (each topic with its own qos); with several brokers, at the
+    /// next one. Default 10 s.
     ///
     /// ```no_run
     /// use message_broker::client::Client;
@@ -144,8 +147,11 @@ impl Builder {
     /// Starts listening and the client's threads. Does not contact the broker.
     ///
     /// # Errors
-    /// [`Error::Address`] if the broker address does not resolve;
-    /// [`Error::Io`] if the listen port cannot be bound or a thread cannot start.
+    /// [`Error::NoBroker`] if the list of brokers is empty;
+    /// [`Error::Address`] if the broker address does not resolve (with
+    /// several: if none does; the others are logged and tried again when
+    /// their turn comes); [`Error::Io`] if the listen port cannot be bound or
+    /// a thread cannot start.
     ///
     /// # Examples
     /// ```no_run
@@ -157,7 +163,7 @@ impl Builder {
     /// }
     /// ```
     pub fn build(self) -> Result<Client, Error> {
-        let broker = resolve(&self.broker)?;
+        let broker = first_resolved(&self.brokers)?;
         let listen_ip = self.listen_ip.unwrap_or(match broker {
             SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -165,7 +171,7 @@ impl Builder {
         let listener = TcpListener::bind((listen_ip, self.listen_port))?;
         let local = listener.local_addr()?;
         let inner = Arc::new(Inner {
-            broker: self.broker,
+            brokers: BrokerList::new(self.brokers),
             listen_port: local.port(),
             timeout: self.timeout,
             heartbeat_interval: self.heartbeat_interval,
@@ -202,4 +208,25 @@ impl Builder {
         client.spawn("client heartbeat", move || heartbeat::run(inner, stop_rx))?;
         Ok(client)
     }
+}
+
+/// The socket address of the first of `brokers` that resolves. With several,
+/// each one that does not is logged: a typo shows at once, and a name that
+/// is missing from the DNS while its broker is down does not stop the client.
+fn first_resolved(brokers: &[String]) -> Result<SocketAddr, Error> {
+    let (mut first, mut first_error) = (None, None);
+    for broker in brokers {
+        match resolve(broker) {
+            Ok(addr) => {
+                first.get_or_insert(addr);
+            }
+            Err(e) => {
+                if brokers.len() > 1 {
+                    crate::log::warning!("client: {e}; tried again when its turn comes");
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first.ok_or_else(|| first_error.unwrap_or(Error::NoBroker))
 }

@@ -1,11 +1,15 @@
 //! One call to the broker: a `POST` on the client's persistent connection
 //! and its answer, within a deadline, retried on a fresh connection when the
-//! connection was stale or (for a qos 1 publish) the answer was lost.
+//! connection was stale or (for a qos 1 publish) the answer was lost, and
+//! sent to the next broker when the one in use could not even be reached
+//! (see [`super::brokers`]).
 //!
 //! Owns the persistent connection's use; the framing is [`crate::http`]'s,
 //! the socket [`crate::net`]'s. Never retries a request the broker may have
-//! taken unless the request carries an `Idempotency-Key`.
+//! taken unless the request carries an `Idempotency-Key`, and then only at
+//! that same broker, the one that knows the key.
 
+use super::brokers::Failed;
 use super::{Error, Inner, lock};
 use crate::http::{HttpError, Response};
 use crate::net::{self, Connection};
@@ -43,14 +47,15 @@ struct Answer {
 }
 
 impl Inner {
-    /// A new connection to the broker, resolved afresh, with the token;
-    /// made by `deadline`.
-    pub(super) fn connect(&self, deadline: Instant) -> Result<Connection, Error> {
+    /// A new connection to the broker at `index` of the list, resolved
+    /// afresh, with the token; made by `deadline`.
+    pub(super) fn connect(&self, index: usize, deadline: Instant) -> Result<Connection, Error> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::Io(std::io::ErrorKind::TimedOut.into()));
         }
-        let mut conn = Connection::connect(resolve(&self.broker)?, left)?;
+        let addr = resolve(self.brokers.addr(index))?;
+        let mut conn = Connection::connect(addr, left)?;
         conn.authorize(self.token.as_deref());
         Ok(conn)
     }
@@ -60,31 +65,69 @@ impl Inner {
         self.call(&Request::once(target, body)).map(|_| ())
     }
 
+    /// One request to the broker at `index` (in use or not), on a
+    /// connection of its own, by `deadline`; Ok only for a 202. No retry.
+    pub(super) fn post_to(
+        &self,
+        index: usize,
+        target: &str,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let mut conn = self.connect(index, deadline)?;
+        send_and_read(&mut conn, &Request::once(target, body), deadline).map(|_| ())
+    }
+
     /// Sends `request`; Ok for a 202, with its `Message-Id` if it had one.
+    /// When the broker in use stops answering the client moves to the next
+    /// one, and a request that did not reach the first is sent there once.
     pub(super) fn call(&self, request: &Request<'_>) -> Result<Option<u64>, Error> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
+        let mut conn = lock(&self.conn);
+        self.with_failover(|at| self.call_at(&mut conn, at.index, request))
+    }
+
+    /// Sends `request` to the broker at `index`, on the persistent
+    /// connection if that one is there.
+    fn call_at(
+        &self,
+        conn: &mut Option<(usize, Connection)>,
+        index: usize,
+        request: &Request<'_>,
+    ) -> Result<Option<u64>, Failed> {
         // One deadline for the call, a retry on a stale connection included.
         let deadline = crate::deadline::after(self.timeout);
-        let mut conn = lock(&self.conn);
-        let reused = matches!(conn.as_ref(), Some(c) if !c.is_stale());
-        let first = self.exchange(&mut conn, reused, request, deadline);
+        let reused = matches!(conn.as_ref(), Some((i, c)) if *i == index && !c.is_stale());
+        let first = self.exchange(conn, reused, index, request, deadline);
         match first {
             // The broker may have stored it and its answer got lost: the
             // same key makes the resend count once. The resend gets a
-            // deadline of its own, as a timeout has spent the first.
-            Err(ref e) if request.retry_lost && answer_lost(e) => {
+            // deadline of its own, as a timeout has spent the first. When
+            // nothing reached the broker and there is another, failover
+            // sends it there instead.
+            Err(ref f)
+                if request.retry_lost
+                    && answer_lost(&f.error)
+                    && (f.reached || !self.brokers.several()) =>
+            {
+                let e = &f.error;
                 crate::log::debug!("client: no answer to {} ({e}); once more", request.target);
                 let deadline = crate::deadline::after(self.timeout);
-                self.exchange(&mut conn, false, request, deadline)
+                let again = self.exchange(conn, false, index, request, deadline);
+                // The first may have reached it, whatever the resend did.
+                again.map_err(|f| Failed::reached(f.error))
             }
             // The broker closed the idle connection as we wrote: once more on
             // a fresh one, as HTTP clients do. Not after part of an answer
             // (`HttpError::UnexpectedEof`): that broker got the publish, and
             // sending it again would publish it twice.
-            Err(Error::Io(ref e)) if reused && net::is_peer_close(e) => {
-                self.exchange(&mut conn, false, request, deadline)
+            Err(Failed {
+                error: Error::Io(ref e),
+                ..
+            }) if reused && net::is_peer_close(e) => {
+                self.exchange(conn, false, index, request, deadline)
             }
             other => other,
         }
@@ -92,21 +135,27 @@ impl Inner {
 
     fn exchange(
         &self,
-        conn: &mut Option<Connection>,
+        conn: &mut Option<(usize, Connection)>,
         reuse: bool,
+        index: usize,
         request: &Request<'_>,
         deadline: Instant,
-    ) -> Result<Option<u64>, Error> {
+    ) -> Result<Option<u64>, Failed> {
         let c = match conn {
-            Some(c) if reuse => c,
-            _ => conn.insert(self.connect(deadline)?),
+            Some((_, c)) if reuse => c,
+            _ => {
+                let fresh = self.connect(index, deadline).map_err(Failed::unsent)?;
+                &mut conn.insert((index, fresh)).1
+            }
         };
         let result = send_and_read(c, request, deadline);
         match &result {
             Ok(answer) if answer.keep_alive => {}
             _ => *conn = None,
         }
-        result.map(|answer| answer.message_id)
+        result
+            .map(|answer| answer.message_id)
+            .map_err(Failed::reached)
     }
 }
 

@@ -43,6 +43,9 @@ pub enum Error {
     InvalidIdempotencyKey(&'static str),
     /// The broker address did not resolve to any socket address.
     Address(String),
+    /// [`Client::builder`](super::Client::builder) was given an empty list
+    /// of brokers.
+    NoBroker,
     /// The client was closed.
     Closed,
 }
@@ -67,6 +70,7 @@ impl fmt::Display for Error {
             Error::InvalidTopic(why) => write!(f, "invalid topic: {why}"),
             Error::InvalidIdempotencyKey(why) => write!(f, "invalid idempotency key: {why}"),
             Error::Address(addr) => write!(f, "cannot resolve broker address {addr:?}"),
+            Error::NoBroker => f.write_str("no broker address given"),
             Error::Closed => f.write_str("client is closed"),
         }
     }
@@ -119,6 +123,7 @@ mod tests {
                 Error::InvalidIdempotencyKey("empty"),
                 "invalid idempotency key: empty",
             ),
+            (Error::NoBroker, "no broker address given"),
         ];
         for (error, want) in cases {
             assert_eq!(error.to_string(), want);

@@ -22,6 +22,38 @@
 //! Dropping the client (or calling [`Client::close`]) stops its threads and
 //! frees its port.
 //!
+//! # Several brokers
+//!
+//! Given several addresses (brokers that share their topics, as a cluster
+//! over NATS does), the client uses one at a time, the first to begin with.
+//! When it stops answering (a call is refused, reset or times out, or it
+//! stays silent past [`Builder::resubscribe_after`], 10 s by default) the
+//! client moves to the next address, round robin, subscribes there again
+//! (each subscription with its qos), and every later call, heartbeat and
+//! stream goes there; then it unsubscribes at the broker it left, in case
+//! that one still answers. With the defaults, a subscribed client leaves a
+//! broker that went down at its next heartbeat, within about 5 s (plus the
+//! 5 s timeout if the broker's host does not even refuse the connection). A
+//! call that could not even reach the broker is sent to the next one at
+//! once; one that may have reached it is not sent again elsewhere (see
+//! [`Client::publish_with`]). Message ids ([`Message::id`]) are each
+//! broker's own. A single address behaves as above: the client subscribes
+//! again at the same broker.
+//!
+//! ```no_run
+//! use message_broker::client::{Client, Message};
+//!
+//! # fn main() -> Result<(), message_broker::client::Error> {
+//! let client = Client::builder(["10.0.0.1:9999", "10.0.0.2:9999"])
+//!     .listen_port(0)
+//!     .build()?;
+//! client.subscribe("hello/world", |msg: Message| println!("{}", msg.data))?;
+//! client.publish("hello/world", "MyData")?;
+//! println!("using {}", client.broker());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # At-least-once delivery
 //!
 //! Against this broker, [`Client::subscribe_qos`] with [`Qos::AtLeastOnce`]
@@ -47,6 +79,7 @@
 //! # }
 //! ```
 
+mod brokers;
 mod builder;
 mod call;
 mod dedupe;
@@ -57,7 +90,9 @@ mod outbox;
 mod publisher;
 mod qos;
 mod stream;
+mod subscriptions;
 
+pub use brokers::Brokers;
 pub use builder::Builder;
 pub use dedupe::DEDUPE_WINDOW;
 pub use error::Error;
@@ -68,6 +103,7 @@ pub use stream::Stream;
 use crate::http;
 use crate::net::Connection;
 use crate::pattern;
+use brokers::BrokerList;
 use call::Request;
 use dedupe::Dedupe;
 use std::collections::HashMap;
@@ -77,6 +113,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use subscriptions::Subscription;
 
 /// The port a client listens on unless told otherwise, as the Go client.
 pub const DEFAULT_LISTEN_PORT: u16 = 10000;
@@ -113,27 +150,18 @@ impl Message {
     }
 }
 
-type Callback = Arc<Mutex<Box<dyn FnMut(Message) + Send>>>;
-
-/// One topic's subscription: its callback, and the qos to subscribe with
-/// (again, after a broker restart).
-struct Subscription {
-    callback: Callback,
-    qos: Qos,
-}
-
 /// What the client's threads share.
 struct Inner {
-    /// The broker's address as given: resolved again for each new
-    /// connection, so a broker that comes back at a new address is found.
-    broker: String,
+    /// The brokers' addresses, and the one in use.
+    brokers: BrokerList,
     listen_port: u16,
     timeout: Duration,
     heartbeat_interval: Duration,
     resubscribe_after: Duration,
     token: Option<String>,
-    /// The persistent connection to the broker, for every request.
-    conn: Mutex<Option<Connection>>,
+    /// The persistent connection for every request, with the index of the
+    /// broker it goes to.
+    conn: Mutex<Option<(usize, Connection)>>,
     subscriptions: Mutex<HashMap<String, Subscription>>,
     /// How many of `subscriptions` are wildcard patterns: without any, a
     /// message finds its callback by its topic alone.
@@ -160,57 +188,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn lock_subscriptions(&self) -> MutexGuard<'_, HashMap<String, Subscription>> {
-        lock(&self.subscriptions)
-    }
-
     fn lock_broker_seen(&self) -> MutexGuard<'_, Instant> {
         lock(&self.broker_seen)
     }
 
     fn lock_accepted(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
         lock(&self.accepted)
-    }
-
-    /// The callbacks of every pattern `topic` matches, with the pattern.
-    fn callbacks_for(&self, topic: &str) -> Vec<(String, Callback)> {
-        let subscriptions = self.lock_subscriptions();
-        let mut found = Vec::new();
-        if let Some(s) = subscriptions.get(topic) {
-            found.push((topic.to_owned(), s.callback.clone()));
-        }
-        if self.wildcards.load(Ordering::SeqCst) > 0 {
-            let wild = subscriptions
-                .iter()
-                .filter(|(p, _)| pattern::is_wildcard(p) && pattern::matches(p, topic));
-            found.extend(wild.map(|(p, s)| (p.clone(), s.callback.clone())));
-        }
-        found
-    }
-
-    /// Counts `pattern` in or out of the wildcard patterns.
-    fn count_wildcard(&self, pattern: &str, added: bool) {
-        if pattern::is_wildcard(pattern) {
-            if added {
-                self.wildcards.fetch_add(1, Ordering::SeqCst);
-            } else {
-                self.wildcards.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Every topic subscribed to, with its qos.
-    fn topics(&self) -> Vec<(String, Qos)> {
-        let subscriptions = self.lock_subscriptions();
-        subscriptions
-            .iter()
-            .map(|(topic, s)| (topic.clone(), s.qos))
-            .collect()
-    }
-
-    fn send_subscribe(&self, topic: &str, qos: Qos) -> Result<(), Error> {
-        let body = qos::subscribe_body(qos, self.listen_port);
-        self.post(&format!("/sub/{}", http::percent_encode_path(topic)), &body)
     }
 
     fn send_heartbeat(&self) -> Result<(), Error> {
@@ -254,16 +237,33 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts configuring a client of the broker at `broker` (`"host:port"`).
+    /// Starts configuring a client of the broker at `brokers`
+    /// (`"host:port"`), or of several brokers (a list of them, used in turn:
+    /// see [Several brokers](self#several-brokers)). An empty list is an
+    /// [`Error::NoBroker`] at [`Builder::build`].
     ///
     /// ```no_run
     /// use message_broker::client::Client;
     /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
     /// println!("the broker calls us back on port {}", client.listen_port());
+    /// let replicated = Client::builder(["10.0.0.1:9999", "10.0.0.2:9999"]).build()?;
     /// # Ok::<(), message_broker::client::Error>(())
     /// ```
-    pub fn builder(broker: impl Into<String>) -> Builder {
-        Builder::new(broker.into())
+    pub fn builder(brokers: impl Brokers) -> Builder {
+        Builder::new(brokers.into_brokers())
+    }
+
+    /// The address of the broker the client uses now, as given to
+    /// [`Client::builder`].
+    ///
+    /// ```no_run
+    /// use message_broker::client::Client;
+    /// let client = Client::builder(["10.0.0.1:9999", "10.0.0.2:9999"]).build()?;
+    /// assert_eq!(client.broker(), "10.0.0.1:9999");
+    /// # Ok::<(), message_broker::client::Error>(())
+    /// ```
+    pub fn broker(&self) -> &str {
+        self.inner.brokers.addr(self.inner.brokers.current().index)
     }
 
     /// The port this client listens on for the broker's calls.
@@ -280,6 +280,12 @@ impl Client {
 
     /// Publishes `data` to `topic`; returns once the broker accepted it (202),
     /// which means it is queued for every current subscriber.
+    ///
+    /// With several brokers: if the broker in use cannot be reached (nothing
+    /// was sent), the publish goes to the next one, once, and the client
+    /// stays there. If it was sent and its answer lost (the connection broke
+    /// or timed out), it is not sent again, as that broker may have taken
+    /// it: the error comes back, and the client moves on for later calls.
     ///
     /// # Errors
     /// [`Error::InvalidTopic`] before sending anything; [`Error::Status`] with
@@ -311,6 +317,12 @@ impl Client {
     /// key in `options` the client makes one up for a qos 1 publish. A qos 0
     /// publish is never sent twice (except, as for [`Client::publish`], when
     /// an idle connection turns out closed before the broker read it).
+    ///
+    /// With several brokers, a publish that could not reach the broker in
+    /// use goes to the next one, once, whatever its qos. The resend of a
+    /// lost answer goes to the same broker only (the key counts at the
+    /// broker that saw it); if that fails too, the error comes back: sending
+    /// it again, to any broker, may store it twice.
     ///
     /// # Errors
     /// [`Error::InvalidTopic`] or [`Error::InvalidIdempotencyKey`] before
@@ -372,109 +384,6 @@ impl Client {
     /// ```
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.inner.clone())
-    }
-
-    /// Subscribes to `topic` with qos 0 (as the Go client does): `callback`
-    /// runs for each message of it, on the client's dispatcher thread, one
-    /// at a time in arrival order. A second subscription to the same topic
-    /// replaces the callback.
-    ///
-    /// # Errors
-    /// As for [`Client::publish`]; on error the callback is not kept.
-    ///
-    /// # Examples
-    /// ```no_run
-    /// # use message_broker::client::{Client, Message};
-    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
-    /// client.subscribe("hello/world", |msg: Message| println!("{}", msg.data))?;
-    /// # Ok::<(), message_broker::client::Error>(())
-    /// ```
-    pub fn subscribe<F>(&self, topic: &str, callback: F) -> Result<(), Error>
-    where
-        F: FnMut(Message) + Send + 'static,
-    {
-        self.subscribe_qos(topic, Qos::AtMostOnce, callback)
-    }
-
-    /// Subscribes to `topic` as [`Client::subscribe`] does, with `qos`. With
-    /// [`Qos::AtLeastOnce`] the subscription is durable: the broker keeps
-    /// the messages this client has not answered (while it is down, too) and
-    /// sends them again, in order, each with its [`Message::id`]; a message
-    /// seen within the last [`DEDUPE_WINDOW`] ids is answered and dropped
-    /// before the callback. The client acknowledges a message once it is
-    /// queued for the callback (when that queue is full it refuses it, and
-    /// the broker sends it later). A re-subscription after a broker restart
-    /// uses the same qos.
-    ///
-    /// # Errors
-    /// As for [`Client::publish`]; on error the callback is not kept.
-    ///
-    /// # Examples
-    /// ```no_run
-    /// use message_broker::client::{Client, Message, Qos};
-    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
-    /// client.subscribe_qos("orders", Qos::AtLeastOnce, |msg: Message| {
-    ///     println!("order event {:?}: {}", msg.id, msg.data);
-    /// })?;
-    /// # Ok::<(), message_broker::client::Error>(())
-    /// ```
-    pub fn subscribe_qos<F>(&self, topic: &str, qos: Qos, callback: F) -> Result<(), Error>
-    where
-        F: FnMut(Message) + Send + 'static,
-    {
-        pattern::validate_pattern(topic).map_err(Error::InvalidTopic)?;
-        let callback: Callback = Arc::new(Mutex::new(Box::new(callback)));
-        let subscription = Subscription { callback, qos };
-        // Registered first: the broker may deliver before its 202 reaches us.
-        let previous = self
-            .inner
-            .lock_subscriptions()
-            .insert(topic.to_owned(), subscription);
-        if previous.is_none() {
-            self.inner.count_wildcard(topic, true);
-            if self.inner.lock_subscriptions().len() == 1 {
-                *self.inner.lock_broker_seen() = Instant::now();
-            }
-        }
-        let result = self.inner.send_subscribe(topic, qos);
-        if result.is_err() {
-            let mut subscriptions = self.inner.lock_subscriptions();
-            match previous {
-                Some(previous) => subscriptions.insert(topic.to_owned(), previous),
-                None => {
-                    self.inner.count_wildcard(topic, false);
-                    subscriptions.remove(topic)
-                }
-            };
-        }
-        result
-    }
-
-    /// Ends the subscription to `pattern` (as given to
-    /// [`Client::subscribe`]): the broker sends nothing more for it once
-    /// this returns, and its callback is dropped. Unsubscribing from what
-    /// was never subscribed is not an error.
-    ///
-    /// # Errors
-    /// As for [`Client::publish`]; a Go broker, which knows no unsubscribe,
-    /// answers [`Error::Status`] 404 (the callback is dropped anyway).
-    ///
-    /// # Examples
-    /// ```no_run
-    /// # use message_broker::client::{Client, Message};
-    /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
-    /// client.subscribe("alerts/+", |msg: Message| println!("{}", msg.data))?;
-    /// client.unsubscribe("alerts/+")?;
-    /// # Ok::<(), message_broker::client::Error>(())
-    /// ```
-    pub fn unsubscribe(&self, pattern: &str) -> Result<(), Error> {
-        pattern::validate_pattern(pattern).map_err(Error::InvalidTopic)?;
-        if self.inner.lock_subscriptions().remove(pattern).is_some() {
-            self.inner.count_wildcard(pattern, false);
-        }
-        let body = format!("{{\"port\":\"{}\"}}", self.inner.listen_port);
-        let target = format!("/unsub/{}", http::percent_encode_path(pattern));
-        self.inner.post(&target, body.as_bytes())
     }
 
     /// Subscribes to `pattern` over a connection the client holds (a
@@ -572,7 +481,7 @@ impl Drop for Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("broker", &self.inner.broker)
+            .field("broker", &self.broker())
             .field("listen_port", &self.inner.listen_port)
             .finish()
     }

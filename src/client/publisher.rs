@@ -4,10 +4,14 @@
 //!
 //! Owns that connection. Never retries a publish: a message whose answer was
 //! lost is reported as failed, since the broker may or may not have taken it.
+//! Follows the client to another broker (failover) between two messages
+//! with nothing in flight; a connection that breaks moves the client on.
 
+use super::brokers::{At, Failed};
 use super::call::status_error;
 use super::outbox::Outbox;
 use super::{Error, Inner, Qos, publish_request};
+use crate::http::HttpError;
 use crate::net::{self, Connection};
 use std::collections::VecDeque;
 use std::io;
@@ -72,13 +76,21 @@ pub struct Publisher {
 struct Pipe {
     conn: Connection,
     outbox: Outbox,
+    /// The broker it goes to.
+    at: At,
 }
 
 impl Pipe {
+    /// A connection to the broker in use, or to the next one if that one
+    /// cannot be reached (nothing has been sent yet).
     fn open(inner: &Inner) -> Result<Pipe, Error> {
-        let conn = inner.connect(crate::deadline::after(inner.timeout))?;
+        inner.with_failover(|at| Pipe::open_at(inner, at).map_err(Failed::unsent))
+    }
+
+    fn open_at(inner: &Inner, at: At) -> Result<Pipe, Error> {
+        let conn = inner.connect(at.index, crate::deadline::after(inner.timeout))?;
         let outbox = Outbox::start(conn.try_clone_stream()?, inner.timeout)?;
-        Ok(Pipe { conn, outbox })
+        Ok(Pipe { conn, outbox, at })
     }
 }
 
@@ -166,8 +178,15 @@ impl Publisher {
             self.read_answers();
         }
         // With nothing in flight, a connection the broker closed (its idle
-        // timeout) is replaced before it swallows a request.
-        if self.in_flight.is_empty() && self.conn.as_ref().is_some_and(|p| p.conn.is_stale()) {
+        // timeout) is replaced before it swallows a request, and one to a
+        // broker the client has left, by one to where the client is now.
+        let now = self.inner.brokers.current().index;
+        if self.in_flight.is_empty()
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|p| p.at.index != now || p.conn.is_stale())
+        {
             self.drop_pipe();
         }
         let pipe = match &mut self.conn {
@@ -260,8 +279,16 @@ impl Publisher {
                     self.fail_all(&closed);
                 }
             }
-            Err(crate::http::HttpError::Io(e)) => self.fail_all(&e),
-            Err(e) => self.fail_all(&io::Error::other(e.to_string())),
+            Err(e) => {
+                // The broker stopped answering: the client moves on.
+                if let HttpError::Io(_) | HttpError::UnexpectedEof = e {
+                    self.inner.brokers.move_on(pipe.at, &e);
+                }
+                match e {
+                    HttpError::Io(e) => self.fail_all(&e),
+                    e => self.fail_all(&io::Error::other(e.to_string())),
+                }
+            }
         }
     }
 

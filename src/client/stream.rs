@@ -1,11 +1,14 @@
 //! A streaming subscription (PROTOCOL.md section 6.3) for programs that
 //! cannot listen on a port: one held connection to the broker, read as
 //! NDJSON, and a new one after any break, resuming with `Last-Event-ID`
-//! where the last one stopped.
+//! where the last one stopped. With several brokers it follows the client
+//! to the one in use; ids are per broker, so on another broker it starts
+//! afresh, without `Last-Event-ID`.
 //!
 //! Owns its connection; shares nothing with the client's other threads but
-//! its settings and its closing.
+//! its settings, the broker in use and its closing.
 
+use super::brokers::{At, Failed};
 use super::call::resolve;
 use super::{Error, Inner, Message};
 use crate::deadline::{self, Socket};
@@ -32,6 +35,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// the client is open, reconnecting (and resuming from the log) when the
 /// connection breaks. Made by [`Client::stream`](super::Client::stream).
 ///
+/// With several brokers, a stream whose broker cannot be reached moves the
+/// client to the next one (backing off as it goes round), and a stream
+/// follows the client when it moves for another reason. Message ids are the
+/// broker's own, so at another broker the stream starts afresh (its
+/// retained messages, then new ones), without resuming from an id of the
+/// old one: what was published meanwhile is not replayed.
+///
 /// ```no_run
 /// use message_broker::client::Client;
 /// let client = Client::builder("127.0.0.1:9999").listen_port(0).build()?;
@@ -44,8 +54,13 @@ pub struct Stream {
     inner: Arc<Inner>,
     pattern: String,
     conn: Option<BufReader<Reader>>,
-    /// The id of the last message read: where the next connection resumes.
+    /// The id of the last message read: where the next connection to the
+    /// broker that numbered it (`last_from`) resumes.
     last_id: Option<u64>,
+    /// The index of the broker `last_id` comes from.
+    last_from: Option<usize>,
+    /// The broker of the connection (the last one tried, without one).
+    at: At,
     backoff: Duration,
     /// No attempt to reconnect before this.
     retry_at: Instant,
@@ -75,22 +90,26 @@ impl Stream {
         since: Option<u64>,
     ) -> Result<Stream, Error> {
         crate::pattern::validate_pattern(pattern).map_err(Error::InvalidTopic)?;
+        let at = inner.brokers.current();
         let mut stream = Stream {
             inner,
             pattern: pattern.to_owned(),
             conn: None,
             last_id: since,
+            last_from: since.map(|_| at.index),
+            at,
             backoff: Duration::from_millis(100),
             retry_at: Instant::now(),
             heard: Instant::now(),
             line: Vec::new(),
         };
-        stream.conn = Some(stream.connect()?);
+        let (conn, at) = stream.connect_any()?;
+        (stream.conn, stream.at) = (Some(conn), at);
         Ok(stream)
     }
 
     /// The id of the last message this stream gave out (or the one it was
-    /// told to resume after).
+    /// told to resume after), as numbered by the broker that sent it.
     pub fn last_id(&self) -> Option<u64> {
         self.last_id
     }
@@ -117,6 +136,7 @@ impl Stream {
             }
             // Short steps: a closed client is noticed within one.
             let step = until.min(deadline::after(Duration::from_millis(250)));
+            self.follow_the_client();
             if self.conn.is_none() {
                 if Instant::now() < self.retry_at {
                     let wake = self.retry_at.min(step);
@@ -142,25 +162,49 @@ impl Stream {
         }
     }
 
+    /// Drops the connection to a broker the client has left (after a failed
+    /// call or heartbeat, say): the next read connects where it is now.
+    fn follow_the_client(&mut self) {
+        let now = self.inner.brokers.current();
+        if self.conn.is_some() && now.index != self.at.index {
+            let addr = self.inner.brokers.addr(now.index);
+            crate::log::debug!("client: stream of {:?} moves to {addr}", self.pattern);
+            self.conn = None;
+            self.line.clear();
+            self.retry_at = Instant::now();
+        }
+    }
+
     fn reconnect(&mut self) {
-        match self.connect() {
-            Ok(conn) => {
+        match self.connect_any() {
+            Ok((conn, at)) => {
                 self.conn = Some(conn);
+                self.at = at;
                 self.heard = Instant::now();
                 self.backoff = Duration::from_millis(100);
             }
             Err(e) => {
                 crate::log::debug!("client: stream of {:?}: {e}", self.pattern);
+                self.at = self.inner.brokers.current();
                 self.retry_at = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
 
-    /// A new connection, past the response head.
-    fn connect(&self) -> Result<BufReader<Reader>, Error> {
+    /// A new connection, to the broker in use or, if that one cannot be
+    /// reached, to the next.
+    fn connect_any(&self) -> Result<(BufReader<Reader>, At), Error> {
+        // A GET is safe to send twice: every failure is retried.
+        let attempt = |at: At| self.connect(at).map(|conn| (conn, at));
+        self.inner
+            .with_failover(|at| attempt(at).map_err(Failed::unsent))
+    }
+
+    /// A new connection to the broker `at`, past the response head.
+    fn connect(&self, at: At) -> Result<BufReader<Reader>, Error> {
         let inner = &self.inner;
-        let addr = resolve(&inner.broker)?;
+        let addr = resolve(inner.brokers.addr(at.index))?;
         let tcp = TcpStream::connect_timeout(&addr, inner.timeout)?;
         let _ = tcp.set_nodelay(true);
         let mut request = format!(
@@ -170,8 +214,16 @@ impl Stream {
         if let Some(token) = &inner.token {
             request.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
-        if let Some(id) = self.last_id {
-            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        match self.last_id {
+            Some(id) if self.last_from == Some(at.index) => {
+                request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+            }
+            Some(id) => crate::log::info!(
+                "client: stream of {:?} starts afresh at {}: id {id} is another broker's",
+                self.pattern,
+                inner.brokers.addr(at.index)
+            ),
+            None => {}
         }
         request.push_str("\r\n");
         let mut socket = Socket::new(tcp);
@@ -237,6 +289,7 @@ impl Stream {
             let line = std::mem::take(&mut self.line);
             if let Some(message) = event(&line, &self.pattern)? {
                 self.last_id = message.id;
+                self.last_from = Some(self.at.index);
                 return Ok(Some(message));
             }
         }
