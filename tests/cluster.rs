@@ -245,6 +245,18 @@ fn nats_and_http_clients_see_each_others_messages_and_levels_round_trip() {
         client.flush();
         thread::sleep(Duration::from_millis(50));
     }
+    // A topic too long for a NATS control line is kept from NATS (a
+    // server would close the connection for it), and counted.
+    let long = "ü".repeat(1000);
+    subscribe(broker.addr, &enc(&long), sub.port);
+    publish(broker.addr, &long, "long");
+    assert!(sub.recv_msg().body.contains("\"long\""));
+    let dropped = "broker_bridge_dropped_total{reason=\"too_large\"}";
+    assert_eq!(metric(broker.addr, dropped), 1);
+    publish(broker.addr, "hello/world", "still connected");
+    let msg = client.next_msg(WAIT).expect("the bridge still publishes");
+    assert_eq!(msg.payload, b"still connected");
+    assert_eq!(metric(broker.addr, "broker_bridge_connects_total"), 1);
     let page = support::exchange(
         broker.addr,
         b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
@@ -329,4 +341,42 @@ fn a_broker_survives_losing_its_nats_server_in_a_three_node_nats_cluster() {
     fence(std::slice::from_ref(&b), "c", std::slice::from_ref(&ra));
     assert!(metric(a.addr, "broker_bridge_connects_total") >= 2);
     assert!(metric(a.addr, "broker_bridge_failures_total") >= 1);
+}
+
+#[test]
+fn a_client_whose_broker_dies_receives_again_through_another_broker_of_the_cluster() {
+    if !nats::available("cluster") {
+        return;
+    }
+    let server = NatsServer::start();
+    let mut a = bridged(&server.url());
+    let b = bridged(&server.url());
+    let c = bridged(&server.url());
+    let client = message_broker::client::Client::builder([a.addr.to_string(), b.addr.to_string()])
+        .listen_port(0)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    client
+        .subscribe("f", move |m| {
+            let _ = tx.send(m.data);
+        })
+        .unwrap();
+    // Messages published on `c` reach the client through `a`...
+    fence(std::slice::from_ref(&c), "f", std::slice::from_ref(&rx));
+    a.kill();
+    let killed = Instant::now();
+    // ...and, once `a` is gone, through `b`, with no call from the program.
+    let mut got = Vec::new();
+    let mut i = 0;
+    while !got.iter().any(|d: &String| d.starts_with("after-")) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "nothing through another broker 15 s after the kill"
+        );
+        publish(c.addr, "f", &format!("after-{i}"));
+        i += 1;
+        drain(&rx, &mut got, Duration::from_millis(100));
+    }
+    assert_eq!(client.broker(), b.addr.to_string());
 }

@@ -8,7 +8,7 @@
 //! NATS is down or the queue is full. The connection itself (connect,
 //! handshake, reading, writing, reconnecting) is `link`.
 
-use super::interest::Interest;
+use super::interest::{Interest, MAX_SUBJECT};
 use super::link;
 use super::proto::{self, Msg};
 use super::subject;
@@ -172,7 +172,9 @@ impl Bridge {
             add(&counters.dropped_down);
             return;
         }
-        if data.len() > state.max_payload {
+        // The server counts the headers in its limit.
+        let headers = ORIGIN_HEADER.len() + self.shared.opts.origin.len() + 16;
+        if data.len() + headers > state.max_payload || subject.len() > MAX_SUBJECT {
             add(&counters.dropped_large);
             return;
         }
@@ -193,6 +195,16 @@ impl Bridge {
 
     /// A local subscription pattern is held (`on`) or no longer held.
     pub(crate) fn interest(&self, pattern: &str, on: bool) {
+        if on
+            && subject::subjects_of_pattern(pattern)
+                .iter()
+                .any(|s| s.len() > MAX_SUBJECT)
+        {
+            log::warning!(
+                "nats: pattern too long for a NATS subject ({MAX_SUBJECT} bytes encoded): \
+                 its subscribers get only this broker's messages"
+            );
+        }
         let mut state = lock(&self.shared);
         let before = state.control.len();
         if on {
@@ -242,7 +254,10 @@ impl Bridge {
         self.shared.writer.notify_all();
         self.shared.retry.notify_all();
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // The bridge's own thread may drop the last reference to the
+        // broker (its sink), and so come here: it must not join itself.
         if let Some(thread) = thread
+            && thread.thread().id() != thread::current().id()
             && thread.join().is_err()
         {
             log::error!("nats: the bridge's thread panicked");

@@ -12,6 +12,12 @@
 use super::subject;
 use std::collections::{BTreeMap, HashMap};
 
+/// Longest subject the bridge sends. A NATS server closes a connection
+/// whose control line passes its limit (4,096 bytes by default), so a
+/// longer subject would cost every message in flight: a publish to it is
+/// dropped, and a pattern with it is not subscribed in NATS.
+pub(crate) const MAX_SUBJECT: usize = 2048;
+
 /// One held subject.
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -37,6 +43,9 @@ impl Interest {
     pub(crate) fn add(&mut self, pattern: &str) -> Vec<(u64, String)> {
         let mut new = Vec::new();
         for subject in subject::subjects_of_pattern(pattern) {
+            if subject.len() > MAX_SUBJECT {
+                continue;
+            }
             if let Some(held) = self.subjects.get_mut(&subject) {
                 held.refs += 1;
                 continue;
@@ -156,6 +165,16 @@ mod tests {
                 "{pattern} {subject}"
             );
         }
+    }
+
+    #[test]
+    fn a_subject_too_long_for_nats_is_not_held() {
+        let mut i = Interest::default();
+        let long = "x".repeat(super::MAX_SUBJECT);
+        assert_eq!(i.add(&long), Vec::new());
+        assert_eq!(i.remove(&long), Vec::<u64>::new());
+        let fits = "x".repeat(super::MAX_SUBJECT - 3);
+        assert_eq!(i.add(&fits).len(), 1);
     }
 
     #[test]
