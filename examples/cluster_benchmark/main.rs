@@ -19,6 +19,8 @@
 //! a socket read at a time) subscribed on broker `s % n` to topic
 //! `s % topics`; publisher `p` sends from one keep-alive connection to broker
 //! `p % n`, topic `p % topics`, with up to `--window` publishes in flight,
+//! (`--pub-on I,J,..` and `--sub-on I,J,..` place them on those brokers
+//! instead, by index in `--brokers`, in turn),
 //! `-m` messages in all, as fast as answers come or paced to `--rate`
 //! messages per second in all (open loop with a large window). Each message
 //! carries its send time, publisher and number, padded to `--size` bytes.
@@ -51,7 +53,8 @@ use std::time::{Duration, Instant};
 use subscriber::{Sub, Tally};
 
 const USAGE: &str = "flags: --brokers A,B,.. -m N --pubs P --subs S --topics T --size B \
-                     --window W --rate R --wait S --fence S --deadline S --pids PID,..";
+                     --window W --rate R --wait S --fence S --deadline S --pids PID,.. \
+                     --pub-on I,.. --sub-on I,..";
 /// How often the fence publishes its probes.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 
@@ -68,6 +71,9 @@ struct Args {
     fence: Duration,
     deadline: Duration,
     pids: Vec<u32>,
+    /// Brokers (indexes) publishers and subscribers go to, in turn.
+    pub_on: Vec<usize>,
+    sub_on: Vec<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -84,6 +90,8 @@ fn parse_args() -> Result<Args, String> {
         fence: Duration::from_secs(20),
         deadline: Duration::from_secs(120),
         pids: Vec::new(),
+        pub_on: Vec::new(),
+        sub_on: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -107,22 +115,32 @@ fn parse_args() -> Result<Args, String> {
             "--wait" => a.wait = secs()?,
             "--fence" => a.fence = secs()?,
             "--deadline" => a.deadline = secs()?,
-            "--pids" => {
-                a.pids = v
-                    .split(',')
-                    .map(|p| p.parse().map_err(|e| bad(&e)))
-                    .collect::<Result<_, _>>()?
-            }
+            "--pub-on" => a.pub_on = list(&v).map_err(|e| bad(&e))?,
+            "--sub-on" => a.sub_on = list(&v).map_err(|e| bad(&e))?,
+            "--pids" => a.pids = list(&v).map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown flag {flag}; {USAGE}")),
         }
     }
     if a.brokers.is_empty() || a.brokers.len() > 64 {
         return Err(format!("--brokers needs 1 to 64 addresses; {USAGE}"));
     }
+    let n = a.brokers.len();
+    for on in [&mut a.pub_on, &mut a.sub_on] {
+        if on.is_empty() {
+            *on = (0..n).collect();
+        }
+        if on.iter().any(|&i| i >= n) {
+            return Err(format!("--pub-on and --sub-on take indexes below {n}"));
+        }
+    }
     if a.pubs == 0 || a.subs == 0 || a.topics == 0 {
         return Err("--pubs, --subs and --topics must be at least 1".into());
     }
     Ok(a)
+}
+
+fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, T::Err> {
+    v.split(',').map(str::parse).collect()
 }
 
 fn main() {
@@ -151,8 +169,9 @@ fn run() -> Result<bool, String> {
 
     let mut subs = Vec::new();
     for s in 0..args.subs {
-        let (sub, port) = subscriber::start(s % n, &tally).map_err(|e| e.to_string())?;
-        calls::subscribe(&args.brokers[s % n], &topic(s), port)?;
+        let on = args.sub_on[s % args.sub_on.len()];
+        let (sub, port) = subscriber::start(on, &tally).map_err(|e| e.to_string())?;
+        calls::subscribe(&args.brokers[on], &topic(s), port)?;
         subs.push(sub);
     }
     let fence_ms = fence(&args, &subs, &topic)?;
@@ -172,7 +191,7 @@ fn run() -> Result<bool, String> {
     let publishers: Vec<_> = (0..args.pubs)
         .map(|p| {
             let job = Job {
-                addr: args.brokers[p % n].clone(),
+                addr: args.brokers[args.pub_on[p % args.pub_on.len()]].clone(),
                 topic: topic(p),
                 p,
                 count: per_pub[p],
@@ -208,7 +227,7 @@ fn run() -> Result<bool, String> {
     let drops_after = calls::drops(&args.brokers);
     let dropped = |i: usize| drops_after[i].saturating_sub(drops_before[i]);
 
-    let r = Results::of(&subs, n);
+    let r = Results::of(&subs, &args.pub_on);
     let secs = end_ns.saturating_sub(start_ns) as f64 / 1e9;
     println!(
         "{{\"brokers\":{n},\"pubs\":{},\"subs\":{},\"topics\":{},\"window\":{},\"size\":{},\
@@ -309,7 +328,8 @@ struct Results {
 }
 
 impl Results {
-    fn of(subs: &[Arc<Sub>], brokers: usize) -> Results {
+    /// `pub_on`: the brokers publishers are on, in turn.
+    fn of(subs: &[Arc<Sub>], pub_on: &[usize]) -> Results {
         let mut ids: Vec<(usize, u32, u32)> = Vec::new();
         let (mut local, mut cross, mut every) = (Vec::new(), Vec::new(), Vec::new());
         for (i, sub) in subs.iter().enumerate() {
@@ -317,7 +337,7 @@ impl Results {
             for &(p, seq, lat) in seen.iter() {
                 ids.push((i, p, seq));
                 every.push(lat);
-                if p as usize % brokers == sub.broker {
+                if pub_on[p as usize % pub_on.len()] == sub.broker {
                     local.push(lat);
                 } else {
                     cross.push(lat);
