@@ -264,7 +264,11 @@ pub fn parse_with_env<S: AsRef<str>>(
     for opt in OPTIONS {
         if let Some(value) = env(opt.env) {
             (opt.set)(&mut config, &value).map_err(|why| {
-                CliError(format!("invalid value '{value}' for {}: {why}", opt.env))
+                CliError(format!(
+                    "invalid value {} for {}: {why}",
+                    shown(opt, &value),
+                    opt.env
+                ))
             })?;
         }
     }
@@ -291,14 +295,28 @@ pub fn parse_with_env<S: AsRef<str>>(
         let value = inline
             .or_else(|| args.next())
             .ok_or_else(|| CliError(format!("'{flag}' needs a value ({})", opt.value)))?;
-        (opt.set)(&mut config, value)
-            .map_err(|why| CliError(format!("invalid value '{value}' for '{flag}': {why}")))?;
+        (opt.set)(&mut config, value).map_err(|why| {
+            CliError(format!(
+                "invalid value {} for '{flag}': {why}",
+                shown(opt, value)
+            ))
+        })?;
     }
     Ok(if healthcheck {
         Command::Healthcheck(config)
     } else {
         Command::Run(config)
     })
+}
+
+/// A value as an error message may show it: quoted, but not at all for an
+/// option that may hold a secret (a token, a NATS URL's password).
+fn shown(opt: &Opt, value: &str) -> String {
+    if matches!(opt.long, "token" | "nats") {
+        "(not shown: it may hold a secret)".to_owned()
+    } else {
+        format!("'{value}'")
+    }
 }
 
 fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
@@ -436,6 +454,21 @@ mod tests {
         let env = |name: &str| (name == "BROKER_PORT").then(|| "x".to_string());
         let err = parse_with_env(&[] as &[&str], env).unwrap_err().to_string();
         assert!(err.contains("BROKER_PORT"), "{err}");
+        // A secret is never echoed, from a flag or a variable.
+        for bad in ["nats://alice:s3cret@127.0.0.1:99999", "tls://s3cret@h:4222"] {
+            let err = parse(&["--nats", bad]).unwrap_err().to_string();
+            assert!(!err.contains("s3cret") && err.contains("--nats"), "{err}");
+            let env = |name: &str| (name == "BROKER_NATS").then(|| bad.to_string());
+            let err = parse_with_env(&[] as &[&str], env).unwrap_err().to_string();
+            assert!(
+                !err.contains("s3cret") && err.contains("BROKER_NATS"),
+                "{err}"
+            );
+        }
+        let err = parse(&["--token", "s3cret and space"])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -468,8 +468,9 @@ fn start_bridge(registry: &Arc<Registry>, servers: &str, max_data: usize) -> io:
 fn drain(shared: &Shared) {
     let deadline = Instant::now().checked_add(shared.config.drain_timeout);
     if let Some(bridge) = shared.registry.bridge() {
-        // Nothing more comes in from the cluster while the queues drain.
-        bridge.stop();
+        // Nothing more comes in from the cluster while the queues drain;
+        // what the requests in flight publish still goes out.
+        bridge.stop_receiving();
     }
     log::info!("stopping: draining subscriber queues");
     loop {
@@ -482,6 +483,9 @@ fn drain(shared: &Shared) {
         }
         // Shutdown only, bounded by the deadline: a poll is simplest.
         thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(bridge) = shared.registry.bridge() {
+        bridge.stop(); // after a bounded flush of what it holds
     }
     shared.registry.close_all();
     shared.registry.store.close();

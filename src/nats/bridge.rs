@@ -19,6 +19,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 /// The NATS header that names the broker a message comes from.
 pub(crate) const ORIGIN_HEADER: &str = "Mb-Origin";
@@ -97,17 +98,56 @@ pub(super) struct State {
     pub(super) connected: bool,
     /// Counts connections: a writer serves one only.
     pub(super) generation: u64,
-    /// Publishes to write, and how many.
+    /// Publishes to write, and where each ends in it: the writer writes
+    /// them in chunks that end on a message, with `control` between.
     pub(super) outbox: Vec<u8>,
-    pub(super) outbox_messages: u64,
-    /// Subscriptions and pings to write, before the publishes.
+    pub(super) outbox_ends: Vec<usize>,
+    /// The writer is writing a batch it took.
+    pub(super) writing: bool,
+    /// Subscriptions, pings and pongs to write, before the publishes.
     pub(super) control: Vec<u8>,
+    /// `PING`s written to this connection's control, and `PONG`s read: the
+    /// fences of retired subscriptions, and the server's liveness.
+    pub(super) pings: u64,
+    pub(super) pongs: u64,
     /// The server's largest message.
     pub(super) max_payload: usize,
     /// The socket being connected or served, for [`Bridge::stop`].
     pub(super) socket: Option<TcpStream>,
+    /// Messages from NATS are no longer taken (the broker is stopping).
+    pub(super) deaf: bool,
     pub(super) stopping: bool,
 }
+
+impl State {
+    /// Queues a control operation; past [`MAX_CONTROL`] the server is not
+    /// reading, and the connection is dropped (the next one subscribes
+    /// again, from the interest).
+    pub(super) fn control(&mut self, op: &[u8]) {
+        if op == proto::PING {
+            self.pings += 1;
+        }
+        self.control.extend_from_slice(op);
+        if self.control.len() > MAX_CONTROL
+            && let Some(socket) = &self.socket
+        {
+            log::warning!("nats: the server reads nothing; reconnecting");
+            let _ = socket.shutdown(Shutdown::Both);
+            self.control.clear();
+        }
+    }
+
+    /// Whether the writer has something it is writing or to write: a
+    /// server slow to answer a ping may just be busy reading.
+    pub(super) fn writer_busy(&self) -> bool {
+        self.writing || !self.outbox.is_empty()
+    }
+}
+
+/// Bytes of subscriptions, pings and pongs queued at most.
+const MAX_CONTROL: usize = 256 * 1024;
+/// How long a stopping bridge gives what it has queued to be written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     shared.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -141,10 +181,14 @@ impl Bridge {
                 connected: false,
                 generation: 0,
                 outbox: Vec::new(),
-                outbox_messages: 0,
+                outbox_ends: Vec::new(),
+                writing: false,
                 control: Vec::new(),
+                pings: 0,
+                pongs: 0,
                 max_payload: link::DEFAULT_MAX_PAYLOAD,
                 socket: None,
+                deaf: false,
                 stopping: false,
             }),
             writer: Condvar::new(),
@@ -186,7 +230,8 @@ impl Bridge {
         let wake = state.outbox.is_empty() && state.control.is_empty();
         let origin = [(ORIGIN_HEADER, self.shared.opts.origin.as_str())];
         proto::write_hpub(&mut state.outbox, &subject, &origin, data.as_bytes());
-        state.outbox_messages += 1;
+        let end = state.outbox.len();
+        state.outbox_ends.push(end);
         drop(state);
         if wake {
             self.shared.writer.notify_all();
@@ -210,17 +255,26 @@ impl Bridge {
         if on {
             for (sid, subject) in state.interest.add(pattern) {
                 if state.connected {
-                    proto::write_sub(&mut state.control, &subject, sid);
+                    let mut op = Vec::new();
+                    proto::write_sub(&mut op, &subject, sid);
+                    state.control(&op);
                 }
             }
         } else {
-            for sid in state.interest.remove(pattern) {
-                if state.connected {
-                    proto::write_unsub(&mut state.control, sid);
+            // The copies that raced the UNSUB are in once the server
+            // answered the PING after it, and one more.
+            let fence = state.pings + 2;
+            let gone = state.interest.remove(pattern, fence);
+            if state.connected && !gone.is_empty() {
+                let mut op = Vec::new();
+                for sid in gone {
+                    proto::write_unsub(&mut op, sid);
                 }
+                op.extend_from_slice(proto::PING);
+                state.control(&op);
             }
         }
-        let wrote = state.control.len() > before;
+        let wrote = state.control.len() != before;
         drop(state);
         if wrote {
             self.shared.writer.notify_all();
@@ -242,15 +296,29 @@ impl Bridge {
         &self.shared.counters
     }
 
-    /// Stops the bridge: closes its connection and waits for its threads.
+    /// Takes no more messages from NATS (the broker is stopping); what it
+    /// publishes still goes out.
+    pub(crate) fn stop_receiving(&self) {
+        lock(&self.shared).deaf = true;
+    }
+
+    /// Stops the bridge: gives what is queued up to [`FLUSH_TIMEOUT`] to be
+    /// written, closes the connection and waits for its threads.
     pub(crate) fn stop(&self) {
-        {
-            let mut state = lock(&self.shared);
-            state.stopping = true;
-            if let Some(socket) = &state.socket {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
+        let state = lock(&self.shared);
+        let flushed = self
+            .shared
+            .retry
+            .wait_timeout_while(state, FLUSH_TIMEOUT, |s| {
+                s.connected && !s.stopping && (s.writer_busy() || !s.control.is_empty())
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        let mut state = flushed.0;
+        state.stopping = true;
+        if let Some(socket) = &state.socket {
+            let _ = socket.shutdown(Shutdown::Both);
         }
+        drop(state);
         self.shared.writer.notify_all();
         self.shared.retry.notify_all();
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -282,6 +350,9 @@ pub(super) fn take(shared: &Shared, msgs: Vec<Msg>) -> Vec<Inbound> {
     let origin = shared.opts.origin.as_str();
     let msgs: Vec<Msg> = {
         let state = lock(shared);
+        if state.deaf {
+            return Vec::new();
+        }
         msgs.into_iter()
             .filter(|m| {
                 let own = m

@@ -5,9 +5,12 @@
 //! local pattern needs it: patterns `a` and `a/#` share `mb.a`. NATS sends a
 //! message once per matching subscription, so when a broker's patterns
 //! overlap (`a/+` and `a/#`) the same message comes more than once. It is
-//! taken only on the lowest sid among the held subscriptions that match its
-//! subject; sids only grow, so a copy that raced a `SUB` or an `UNSUB` is
-//! still taken exactly once.
+//! taken only on the lowest sid among the subscriptions that match its
+//! subject. A subscription given up is kept as *retired* (still counted, and
+//! its copies still taken when lowest) until the server has answered a
+//! `PING` sent after the `UNSUB`, and one more: the copies that raced the
+//! `UNSUB` are then all in. Sids only grow, so a new subscription never
+//! takes a copy that an older one takes.
 
 use super::subject;
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +37,9 @@ pub(crate) struct Interest {
     by_sid: HashMap<u64, String>,
     /// Held subjects with a wildcard token, by sid, split into tokens.
     wild: BTreeMap<u64, Vec<String>>,
+    /// Subscriptions given up, by sid: the subject, and the count of
+    /// `PONG`s after which no copy can come for it any more.
+    retired: BTreeMap<u64, (String, u64)>,
     last_sid: u64,
 }
 
@@ -62,8 +68,10 @@ impl Interest {
         new
     }
 
-    /// A local pattern is no longer held: the sids to unsubscribe.
-    pub(crate) fn remove(&mut self, pattern: &str) -> Vec<u64> {
+    /// A local pattern is no longer held: the sids to unsubscribe. They
+    /// stay retired until `fence` `PONG`s have come (see
+    /// [`Interest::ponged`]).
+    pub(crate) fn remove(&mut self, pattern: &str, fence: u64) -> Vec<u64> {
         let mut gone = Vec::new();
         for subject in subject::subjects_of_pattern(pattern) {
             let Some(held) = self.subjects.get_mut(&subject) else {
@@ -75,10 +83,22 @@ impl Interest {
                 self.subjects.remove(&subject);
                 self.by_sid.remove(&sid);
                 self.wild.remove(&sid);
+                self.retired.insert(sid, (subject, fence));
                 gone.push(sid);
             }
         }
         gone
+    }
+
+    /// `pongs` `PONG`s have come on this connection: the retired
+    /// subscriptions fenced by them are gone for good.
+    pub(crate) fn ponged(&mut self, pongs: u64) {
+        self.retired.retain(|_, (_, fence)| *fence > pongs);
+    }
+
+    /// A new connection: nothing of the old one's can come any more.
+    pub(crate) fn reconnected(&mut self) {
+        self.retired.clear();
     }
 
     /// Every held subscription, as `(sid, subject)`, in sid order: what to
@@ -99,21 +119,22 @@ impl Interest {
     }
 
     /// Whether the copy of a message on `subject` that came for `sid` is
-    /// the one to take: `sid` is held, and no held subscription with a
-    /// lower sid matches `subject`.
+    /// the one to take: `sid` is held or retired, and no held or retired
+    /// subscription with a lower sid matches `subject`.
     pub(crate) fn takes(&self, sid: u64, subject: &str) -> bool {
-        if !self.by_sid.contains_key(&sid) {
-            return false; // unsubscribed meanwhile: the copy for its
-            // replacement, if any, is taken instead
+        if !self.by_sid.contains_key(&sid) && !self.retired.contains_key(&sid) {
+            return false; // not ours (any more)
         }
         if self.subjects.get(subject).is_some_and(|h| h.sid < sid) {
             return false;
         }
         let parts: Vec<&str> = subject.split('.').collect();
-        !self
-            .wild
+        let lower_held = self.wild.range(..sid).any(|(_, p)| matches(p, &parts));
+        let lower_retired = self
+            .retired
             .range(..sid)
-            .any(|(_, pattern)| matches(pattern, &parts))
+            .any(|(_, (s, _))| s == subject || (is_wild(s) && matches(&tokens(s), &parts)));
+        !lower_held && !lower_retired
     }
 }
 
@@ -172,7 +193,7 @@ mod tests {
         let mut i = Interest::default();
         let long = "x".repeat(super::MAX_SUBJECT);
         assert_eq!(i.add(&long), Vec::new());
-        assert_eq!(i.remove(&long), Vec::<u64>::new());
+        assert_eq!(i.remove(&long, 1), Vec::<u64>::new());
         let fits = "x".repeat(super::MAX_SUBJECT - 3);
         assert_eq!(i.add(&fits).len(), 1);
     }
@@ -184,12 +205,12 @@ mod tests {
         // `a/#` needs `mb.a` too: only `mb.a.>` is new.
         assert_eq!(i.add("a/#"), vec![(2, "mb.a.>".to_owned())]);
         assert_eq!(i.len(), 2);
-        assert_eq!(i.remove("a"), Vec::<u64>::new());
-        let mut gone = i.remove("a/#");
+        assert_eq!(i.remove("a", 1), Vec::<u64>::new());
+        let mut gone = i.remove("a/#", 1);
         gone.sort_unstable();
         assert_eq!(gone, vec![1, 2]);
         assert_eq!(i.len(), 0);
-        assert_eq!(i.remove("never"), Vec::<u64>::new());
+        assert_eq!(i.remove("never", 1), Vec::<u64>::new());
         assert_eq!(i.add("b/+"), vec![(3, "mb.b.*".to_owned())]);
         assert_eq!(i.all(), vec![(3, "mb.b.*")]);
     }
@@ -216,10 +237,20 @@ mod tests {
         assert_eq!(taken(&i, "mb.a.b.c"), vec![2]);
         assert_eq!(taken(&i, "mb.a"), vec![3]);
         assert_eq!(taken(&i, "mb.z"), Vec::<u64>::new());
-        // Once a/+ is gone, mb.a.b is taken on sid 2, and a late copy on 1
-        // is not.
-        i.remove("a/+");
-        assert_eq!(taken(&i, "mb.a.b"), vec![2]);
+        // a/+ given up: until its fence, a copy on sid 1 (which raced the
+        // UNSUB) is still the one taken, and the copy on sid 2 is not.
+        i.remove("a/+", 2);
+        assert!(i.takes(1, "mb.a.b"));
+        assert!(!i.takes(2, "mb.a.b"));
+        i.ponged(1);
+        assert!(i.takes(1, "mb.a.b") && !i.takes(2, "mb.a.b"));
+        // After the fence, only sid 2 is left.
+        i.ponged(2);
         assert!(!i.takes(1, "mb.a.b"));
+        assert!(i.takes(2, "mb.a.b"));
+        // A new connection forgets what was retired at once.
+        i.remove("a/#", 9);
+        i.reconnected();
+        assert!(!i.takes(2, "mb.a.b.c"));
     }
 }

@@ -12,12 +12,17 @@
 //! The bridge, over them:
 //! - `bridge`: what the broker calls (publish, interest) and the state the
 //!   bridge's threads share.
-//! - `link`: the connection: connect, handshake, read, write, reconnect.
+//! - `link`: the connections: the servers in turn, with a backoff;
+//!   connect and handshake.
+//! - `pump`: one connection after its handshake: the reader (pings,
+//!   messages to the broker) and the writer (control, then publishes in
+//!   chunks).
 
 pub(crate) mod bridge;
 mod interest;
 mod link;
 pub(crate) mod proto;
+mod pump;
 pub(crate) mod subject;
 pub(crate) mod url;
 
