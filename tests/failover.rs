@@ -7,12 +7,14 @@
 mod support;
 
 use message_broker::client::{Client, Error, Message, PublishOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::{BrokerProcess, RawSubscriber, WAIT};
+use support::{BrokerProcess, RawSubscriber, WAIT, wait_until};
 
 /// The bound the issue sets on a failover.
 const FAILOVER: Duration = Duration::from_secs(15);
@@ -242,6 +244,207 @@ fn a_broker_that_stays_silent_past_the_window_is_left_for_the_next_and_told() {
             "no unsubscribe at the broker left"
         );
     }
+}
+
+/// A relay in front of a broker that the test can stall, as a broker too
+/// loaded to answer: while stalled it takes what it is sent (on connections
+/// open then and on new ones), keeps it from the broker and answers nothing.
+/// Once resumed, new connections reach the broker again. Its threads end
+/// when it drops, or at the latest WAIT after their last byte.
+struct StallingRelay {
+    addr: SocketAddr,
+    stalled: Arc<AtomicBool>,
+    /// Everything kept from the broker while stalled.
+    swallowed: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StallingRelay {
+    fn start(broker: SocketAddr) -> StallingRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let relay = StallingRelay {
+            addr,
+            stalled: Arc::default(),
+            swallowed: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (stalled, swallowed, stop) = (
+            relay.stalled.clone(),
+            relay.swallowed.clone(),
+            relay.stop.clone(),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (stalled, swallowed) = (stalled.clone(), swallowed.clone());
+                        thread::spawn(move || relay_one(client, broker, &stalled, &swallowed));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        relay
+    }
+
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+
+    fn swallowed(&self) -> String {
+        String::from_utf8_lossy(&self.swallowed.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for StallingRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Relays one connection. From the first byte sent while stalled on, what
+/// comes in is kept from the broker (answers to what went through before
+/// still come back).
+fn relay_one(
+    client: TcpStream,
+    broker: SocketAddr,
+    stalled: &AtomicBool,
+    swallowed: &Mutex<Vec<u8>>,
+) {
+    let _ = client.set_nonblocking(false);
+    let _ = client.set_read_timeout(Some(WAIT));
+    let _ = client.set_write_timeout(Some(WAIT));
+    let upstream = match stalled.load(Ordering::SeqCst) {
+        true => None,
+        false => TcpStream::connect_timeout(&broker, WAIT).ok(),
+    };
+    if let Some(upstream) = &upstream {
+        let _ = upstream.set_read_timeout(Some(WAIT));
+        let _ = upstream.set_write_timeout(Some(WAIT));
+        let (mut from, mut to) = (
+            upstream.try_clone().expect("clone"),
+            client.try_clone().expect("clone"),
+        );
+        thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+        });
+    }
+    let (mut from, mut buf) = (&client, [0; 4096]);
+    let mut black_hole = upstream.is_none();
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        black_hole |= stalled.load(Ordering::SeqCst);
+        match (upstream.as_ref(), black_hole) {
+            (Some(mut to), false) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            _ => swallowed.lock().unwrap().extend_from_slice(&buf[..n]),
+        }
+    }
+    if let Some(upstream) = &upstream {
+        let _ = upstream.shutdown(Shutdown::Both);
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+/// The next message on `rx` whose data is `data`, skipping others, within
+/// `limit`.
+fn recv_data(rx: &Receiver<Message>, data: &str, limit: Duration) -> Option<Message> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let message = rx.recv_timeout(left).ok()?;
+        if message.data == data {
+            return Some(message);
+        }
+    }
+}
+
+/// Within a few heartbeat ticks of a left broker answering again.
+const LEAVE_RETRY: Duration = Duration::from_secs(5);
+
+#[test]
+fn a_broker_left_while_too_slow_to_answer_is_unsubscribed_once_it_answers() {
+    // a never drops an idle subscriber: only the client's unsubscribe ends
+    // its deliveries, however long that takes.
+    let a = BrokerProcess::start(&["--liveness-timeout", "0"]);
+    let b = BrokerProcess::start(&[]);
+    let relay = StallingRelay::start(a.addr);
+    let client = Client::builder([relay.addr.to_string(), b.addr.to_string()])
+        .listen_ip(Ipv4Addr::LOCALHOST.into())
+        .listen_port(0)
+        .heartbeat_interval(Duration::from_millis(500))
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let rx = subscribe(&client, "news");
+    assert_eq!(support::metric(a.addr, "broker_subscribers"), 1);
+    support::publish(a.addr, "news", "from-a");
+    assert!(
+        recv_data(&rx, "from-a", WAIT).is_some(),
+        "no message from a"
+    );
+
+    // a stops answering: a heartbeat times out and the client moves to b.
+    relay.stall();
+    let got = publish_until_received(b.addr, "news", FAILOVER, |wait| rx.recv_timeout(wait).ok());
+    let (message, took) = got.expect("a message from b after a stalled");
+    assert!(message.data.starts_with("from-b-"), "{message:?}");
+    eprintln!("the client left the stalled broker for b within {took:?}");
+    assert_eq!(client.broker(), b.addr.to_string());
+    // Its unsubscribe never reached a, which still delivers to the client.
+    let unsub = wait_until(WAIT, || {
+        relay
+            .swallowed()
+            .contains("POST /unsub/news ")
+            .then_some(())
+    });
+    assert!(unsub.is_some(), "no unsubscribe tried while a was stalled");
+    support::publish(a.addr, "news", "a-still");
+    assert!(
+        recv_data(&rx, "a-still", WAIT).is_some(),
+        "a stopped delivering by itself"
+    );
+
+    // a answers again: the client's next tries reach it.
+    let resumed = Instant::now();
+    relay.resume();
+    let left = wait_until(LEAVE_RETRY, || {
+        (support::metric(a.addr, "broker_subscribers") == 0).then_some(())
+    });
+    assert!(left.is_some(), "the client is still subscribed at a");
+    eprintln!(
+        "unsubscribed at a {:?} after it answered again",
+        resumed.elapsed()
+    );
+    support::publish(a.addr, "news", "a-after-leave");
+    support::publish(b.addr, "news", "b-after-leave");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Ok(m) = rx.recv_timeout(left) {
+            seen.push(m.data);
+        }
+    }
+    assert!(seen.iter().any(|d| d == "b-after-leave"), "{seen:?}");
+    assert!(!seen.iter().any(|d| d == "a-after-leave"), "{seen:?}");
 }
 
 #[test]

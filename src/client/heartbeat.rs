@@ -7,11 +7,12 @@
 //! With several brokers, silence moves the client to the next one, and
 //! whenever the client has moved (here, or after a failed call anywhere),
 //! this thread subscribes again where it is now, then unsubscribes at the
-//! broker it left, in case that one is still up (once, briefly: it is
-//! usually down).
+//! broker it left, in case that one is still up: at every tick until it
+//! has (see [`super::leave`]).
 
 use super::brokers::At;
 use super::dedupe::Dedupe;
+use super::leave::Leaving;
 use super::{DEDUPE_WINDOW, Inner, Qos, lock};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,34 +23,50 @@ use std::time::{Duration, Instant};
 /// the re-subscription happens, at most this long late.
 const TICK: Duration = Duration::from_millis(500);
 
-/// The longest this thread spends unsubscribing at a broker it left (the
-/// client's timeout, if shorter): heartbeats wait meanwhile.
-const LEAVE_WAIT: Duration = Duration::from_secs(1);
-
 /// Runs until `stop` is dropped (the client closes).
 pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
-    let mut next_beat = crate::deadline::after(inner.heartbeat_interval);
-    let mut calls_seen = 0;
-    // The stay at a broker where every topic is subscribed.
-    let mut subscribed_at = inner.brokers.current();
+    let mut beat = Beat {
+        next_beat: crate::deadline::after(inner.heartbeat_interval),
+        calls_seen: 0,
+        subscribed_at: inner.brokers.current(),
+        leaving: Leaving::default(),
+    };
     loop {
         match stop.recv_timeout(TICK) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
+        beat.tick(&inner);
+        // Last, so that the tick's own work never waits for a broker left.
+        beat.leaving.retry(&inner);
+    }
+}
+
+/// The heartbeat thread's state.
+struct Beat {
+    next_beat: Instant,
+    calls_seen: u64,
+    /// The stay at a broker where every topic is subscribed.
+    subscribed_at: At,
+    /// The brokers left, still to unsubscribe at.
+    leaving: Leaving,
+}
+
+impl Beat {
+    fn tick(&mut self, inner: &Inner) {
         let calls = inner.broker_calls.load(Ordering::Relaxed);
-        if calls != calls_seen {
-            calls_seen = calls;
+        if calls != self.calls_seen {
+            self.calls_seen = calls;
             *inner.lock_broker_seen() = Instant::now();
         }
         let topics = inner.topics();
         if topics.is_empty() {
             *inner.lock_broker_seen() = Instant::now();
-            subscribed_at = inner.brokers.current();
-            continue;
+            self.subscribed_at = inner.brokers.current();
+            return;
         }
-        if Instant::now() >= next_beat {
-            next_beat = crate::deadline::after(inner.heartbeat_interval);
+        if Instant::now() >= self.next_beat {
+            self.next_beat = crate::deadline::after(inner.heartbeat_interval);
             if let Err(e) = inner.send_heartbeat() {
                 crate::log::debug!("client: heartbeat failed: {e}");
             }
@@ -59,11 +76,11 @@ pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
         let mut at = inner.brokers.current();
         // Silence counts against the broker subscribed at, not one the
         // client has just moved to.
-        if silent && at.epoch == subscribed_at.epoch {
+        if silent && at.epoch == self.subscribed_at.epoch {
             let why = format!("silent for {} s", silent_for.as_secs());
             at = inner.brokers.move_on(at, &why).unwrap_or(at);
         }
-        if at.epoch != subscribed_at.epoch {
+        if at.epoch != self.subscribed_at.epoch {
             // Message ids are per broker: one of the new broker's must not
             // pass for a duplicate of the old one's.
             *lock(&inner.dedupe) = Dedupe::new(DEDUPE_WINDOW);
@@ -72,15 +89,22 @@ pub(super) fn run(inner: Arc<Inner>, stop: Receiver<()>) {
         } else if silent {
             crate::log::info!("client: no word from the broker, subscribing again");
         } else {
-            continue;
+            return;
         }
+        let now = Instant::now();
         // A move during the round (the new broker failing too) leaves the
         // epochs apart, and the next tick subscribes again where it led.
-        if resubscribe(&inner, &topics) {
-            if at.index != subscribed_at.index {
-                leave(&inner, subscribed_at, &topics);
+        if resubscribe(inner, &topics) {
+            self.leaving.forget(at.index);
+            if at.index != self.subscribed_at.index {
+                self.leaving.add(self.subscribed_at.index, &topics, now);
             }
-            subscribed_at = at;
+            self.subscribed_at = at;
+        } else if at.index != self.subscribed_at.index {
+            // Some topics may have been taken there before the failure. Not
+            // unsubscribed while the client stays (the broker in use is
+            // never told); dropped once subscribing there succeeds.
+            self.leaving.add(at.index, &topics, now);
         }
     }
 }
@@ -96,20 +120,4 @@ fn resubscribe(inner: &Inner, topics: &[(String, Qos)]) -> bool {
     // Give the broker a full period to answer our heartbeats again.
     *inner.lock_broker_seen() = Instant::now();
     true
-}
-
-/// Unsubscribes every topic at the broker the client has left, `left`, so
-/// that one, if it is still up, does not deliver each message a second time.
-/// Best effort: gives up at the first failure, and after [`LEAVE_WAIT`].
-fn leave(inner: &Inner, left: At, topics: &[(String, Qos)]) {
-    let deadline = crate::deadline::after(inner.timeout.min(LEAVE_WAIT));
-    let addr = inner.brokers.addr(left.index);
-    for (topic, _) in topics {
-        let (target, body) = inner.unsubscribe_request(topic);
-        if let Err(e) = inner.post_to(left.index, &target, body.as_bytes(), deadline) {
-            crate::log::debug!("client: no unsubscribing at {addr}, which was left: {e}");
-            return;
-        }
-    }
-    crate::log::info!("client: unsubscribed at {addr}, which was left");
 }

@@ -31,7 +31,15 @@
 //! client moves to the next address, round robin, subscribes there again
 //! (each subscription with its qos), and every later call, heartbeat and
 //! stream goes there; then it unsubscribes at the broker it left, in case
-//! that one still answers. With the defaults, a subscribed client leaves a
+//! that one is still up (a broker too loaded to answer in time is left too,
+//! and would go on delivering every message a second time). That is tried
+//! again at every heartbeat tick, at most 1 s per tick, until the broker
+//! takes it or refuses connections (down: its qos 0 subscriptions ended with
+//! it; a qos 1 one is durable and still tried), and given up on an hour
+//! after leaving, the broker's default session expiry. Until then what the
+//! broker left delivers reaches the callbacks: a delivery cannot be told
+//! from one of the broker in use (brokers call back from any port, and may
+//! share an IP address). With the defaults, a subscribed client leaves a
 //! broker that went down at its next heartbeat, within about 5 s (plus the
 //! 5 s timeout if the broker's host does not even refuse the connection). A
 //! call that could not even reach the broker is sent to the next one at
@@ -85,6 +93,7 @@ mod call;
 mod dedupe;
 mod error;
 mod heartbeat;
+mod leave;
 mod listener;
 mod outbox;
 mod publisher;
