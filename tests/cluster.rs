@@ -380,3 +380,25 @@ fn a_client_whose_broker_dies_receives_again_through_another_broker_of_the_clust
     }
     assert_eq!(client.broker(), b.addr.to_string());
 }
+
+#[test]
+fn credentials_in_the_url_are_used_and_never_logged() {
+    if !nats::available("cluster") {
+        return;
+    }
+    let server = NatsServer::with_user("mb", "s3cret");
+    let good = bridged(&format!("nats://mb:s3cret@127.0.0.1:{}", server.port));
+    assert!(wait_until(WAIT, || connected(&good).then_some(())).is_some());
+    let bad = bridged(&format!("nats://mb:wrong@127.0.0.1:{}", server.port));
+    bad.wait_for_log("Authorization Violation");
+    assert_eq!(metric(bad.addr, "broker_bridge_connected"), 0);
+    for broker in [&good, &bad] {
+        let log = broker.log().join("\n");
+        assert!(!log.contains("s3cret") && !log.contains("wrong"), "{log}");
+        let page = support::exchange(
+            broker.addr,
+            b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+        );
+        assert!(!page.text().contains("s3cret"));
+    }
+}

@@ -41,9 +41,24 @@ pub struct NatsServer {
     /// Its cluster (route) port, when it is part of a cluster.
     pub cluster_port: Option<u16>,
     routes: Vec<u16>,
+    /// Extra arguments (credentials).
+    extra: Vec<String>,
 }
 
 impl NatsServer {
+    /// A single server on a free port that wants `--user USER --pass PASS`.
+    pub fn with_user(user: &str, pass: &str) -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            cluster_port: None,
+            routes: Vec::new(),
+            extra: vec!["--user".into(), user.into(), "--pass".into(), pass.into()],
+        };
+        server.restart();
+        server
+    }
+
     /// A single server on a free port.
     pub fn start() -> NatsServer {
         let mut server = NatsServer {
@@ -51,6 +66,7 @@ impl NatsServer {
             port: free_port(),
             cluster_port: None,
             routes: Vec::new(),
+            extra: Vec::new(),
         };
         server.restart();
         server
@@ -66,6 +82,7 @@ impl NatsServer {
                 port: free_port(),
                 cluster_port: Some(cp),
                 routes: cluster_ports.iter().copied().filter(|&p| p != cp).collect(),
+                extra: Vec::new(),
             })
             .collect();
         for server in &mut servers {
@@ -112,6 +129,7 @@ impl NatsServer {
                 &routes.join(","),
             ]);
         }
+        command.args(&self.extra);
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
