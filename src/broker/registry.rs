@@ -13,7 +13,7 @@
 use super::delivery::DropReason;
 use super::metrics::{self, Gauges, Loss, Metrics};
 use super::routing::{Qos, Retained, Routing, Subscription, Target};
-use super::session::{Endpoint, Enqueued, Item, Message, Settings};
+use super::session::{Body, Endpoint, Enqueued, Item, Message, Settings};
 use super::stream::{Event, Stream};
 use super::worker;
 
@@ -64,14 +64,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The `POST /msg` body of a message at a QoS: qos 1 adds `"id"`.
-fn body(topic: &str, data: &str, id: u64, qos: Qos) -> Arc<[u8]> {
-    let mut body = json::encode_object(&[("data", data), ("Topic", topic)]);
-    if qos == Qos::One {
-        body.pop();
-        body.push_str(&format!(",\"id\":{id}}}"));
-    }
-    body.into_bytes().into()
+thread_local! {
+    /// Where [`body`] writes a body before it becomes its `Arc`.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The `POST /msg` body of a message at a QoS: qos 1 adds `"id"`. Written
+/// into this thread's scratch buffer, then copied into one allocation:
+/// the body is freed by another thread (the delivery thread's), and
+/// allocations freed across threads contend on the allocator's locks, so
+/// it is one, not several.
+fn body(topic: &str, data: &str, id: u64, qos: Qos) -> Body {
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        out.push_str("{\"data\":");
+        json::write_string(out, data);
+        out.push_str(",\"Topic\":");
+        json::write_string(out, topic);
+        if qos == Qos::One {
+            use std::fmt::Write;
+            let _ = write!(out, ",\"id\":{id}");
+        }
+        out.push('}');
+        let body: Body = Arc::from(out.as_bytes());
+        if out.capacity() > 64 * 1024 {
+            *out = String::new(); // a large message's buffer is not kept
+        }
+        body
+    })
 }
 
 impl Registry {
@@ -282,7 +302,7 @@ impl Registry {
         let Some(Targets { endpoints, streams }) = self.targets(topic, qos) else {
             return;
         };
-        let mut bodies: [Option<Arc<[u8]>>; 2] = [None, None];
+        let mut bodies: [Option<Body>; 2] = [None, None];
         for stream in streams {
             let body = bodies[0]
                 .get_or_insert_with(|| body(topic, data, id, Qos::Zero))

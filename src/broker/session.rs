@@ -30,11 +30,14 @@ pub(crate) struct Settings {
     pub(crate) backlog_bytes: usize,
 }
 
+/// A message body, shared by its subscribers.
+pub(crate) type Body = Arc<[u8]>;
+
 /// A message on its way to one endpoint.
 #[derive(Debug, Clone)]
 pub(crate) struct Message {
     /// The `POST /msg` body, shared by every subscriber at this QoS.
-    pub(crate) body: Arc<[u8]>,
+    pub(crate) body: Body,
     pub(crate) id: u64,
     pub(crate) qos: Qos,
 }

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// How a stream is framed.
@@ -36,7 +36,7 @@ impl Format {
 pub(crate) struct Event {
     pub(crate) id: u64,
     /// `{"data":"…","Topic":"…"}`, shared with the qos 0 callbacks.
-    pub(crate) body: Arc<[u8]>,
+    pub(crate) body: super::session::Body,
     /// It is in the log: a replay may have sent it already.
     pub(crate) stored: bool,
 }

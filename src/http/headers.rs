@@ -53,6 +53,11 @@ impl Headers {
 
     /// Adds raw bytes as a field; bytes that are not UTF-8 become U+FFFD.
     fn push(&mut self, name: &[u8], value: &[u8]) {
+        if self.fields.is_empty() {
+            // A request's fields at once, most of the time: no regrowing.
+            self.text.reserve(256);
+            self.fields.reserve(8);
+        }
         let mut add = |bytes: &[u8]| {
             let start = self.text.len();
             match std::str::from_utf8(bytes) {

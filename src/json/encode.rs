@@ -77,7 +77,9 @@ fn push_u_escape(out: &mut String, code: u32) {
 /// assert_eq!(encode_object(&[]), "{}");
 /// ```
 pub fn encode_object(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::from("{");
+    let size: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let mut out = String::with_capacity(size + 2);
+    out.push('{');
     for (i, (key, value)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push(',');
