@@ -8,20 +8,22 @@
 //! also the address every host connection comes from: a subscriber
 //! listening on the host's 127.0.0.1:PORT subscribes with its port, and the
 //! broker's deliveries to 10.0.2.2:PORT reach it.
+//!
+//! Requests go over one keep-alive connection ([`Conn`]), not one
+//! connection each: lwIP keeps a connection the broker closed in TIME_WAIT
+//! for two minutes and answers a SYN that reuses its address and port with
+//! a bare ACK, never a SYN-ACK, and Linux hands out a destination's
+//! ephemeral ports again after a few thousand connects (fewer when it
+//! skips). A test that connected per request stalled on a connect once the
+//! ports came round (README, "Booted for real").
 
 mod support;
 
 use std::io::{BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use support::streams::StreamReader;
-use support::{
-    RawSubscriber, WAIT, connect, metric, publish, publish_request, read_resp, subscribe,
-    wait_until,
-};
-
-/// Attempts at one subscription before the boot test fails.
-const SUBSCRIBE_TRIES: usize = 4;
+use support::{RawSubscriber, Resp, WAIT, connect, publish_request, read_resp, wait_until};
 
 /// Messages the host subscriber must receive, in order.
 const MESSAGES: usize = 1_000;
@@ -38,9 +40,88 @@ fn env_number(name: &str) -> u64 {
     value.trim_end_matches('s').parse().expect(name)
 }
 
-fn get(addr: SocketAddr, path: &str) -> support::Resp {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
-    support::exchange(addr, request.as_bytes())
+/// One keep-alive HTTP connection to the broker, made again only after the
+/// broker closed it.
+struct Conn {
+    addr: SocketAddr,
+    reader: Option<BufReader<TcpStream>>,
+    /// Connections made, the first included.
+    connects: u32,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Conn {
+        Conn {
+            addr,
+            reader: None,
+            connects: 0,
+        }
+    }
+
+    /// One request and its response. A connection kept from an earlier
+    /// request that turns out closed (no byte of an answer) is made again
+    /// once: the request never reached the broker.
+    fn request(&mut self, method: &str, path: &str, body: &str) -> Result<Resp, String> {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let reused = self.reader.is_some();
+        match self.exchange(request.as_bytes()) {
+            Err(_) if reused => self.exchange(request.as_bytes()),
+            other => other,
+        }
+    }
+
+    fn exchange(&mut self, request: &[u8]) -> Result<Resp, String> {
+        if self.reader.is_none() {
+            self.reader = Some(BufReader::new(connect(self.addr)));
+            self.connects += 1;
+        }
+        let reader = self.reader.as_mut().expect("connected");
+        let started = Instant::now();
+        let answer = reader
+            .get_mut()
+            .write_all(request)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                read_resp(reader).ok_or_else(|| format!("no answer after {:?}", started.elapsed()))
+            });
+        match &answer {
+            Ok(resp) if resp.header("Connection") != Some("close") => {}
+            _ => self.reader = None,
+        }
+        answer
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        self.request("GET", path, "")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    fn post(&mut self, path: &str, body: &str) -> Resp {
+        self.request("POST", path, body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// Subscribes the host's `port` to `topic` at qos 0; panics unless 202.
+    fn subscribe(&mut self, topic: &str, port: u16) {
+        let body = format!(r#"{{"qos":0,"port":"{port}"}}"#);
+        let resp = self.post(&format!("/sub/{topic}"), &body);
+        assert_eq!(resp.status, 202, "subscribe: {}", resp.text());
+    }
+
+    /// The value of one sample on `GET /metrics`.
+    fn metric(&mut self, sample: &str) -> u64 {
+        let page = self.get("/metrics");
+        assert_eq!(page.status, 200);
+        let text = page.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -52,7 +133,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 #[ignore = "driven by scripts/unikernel-boot.sh against a broker in QEMU"]
 fn drive() {
     let broker = broker();
-    let health = get(broker, "/healthz");
+    let mut conn = Conn::new(broker);
+    let health = conn.get("/healthz");
     assert_eq!((health.status, health.text().trim()), (200, "ok"));
 
     // Publish round trips (nobody subscribed), lock-step on one connection.
@@ -72,7 +154,7 @@ fn drive() {
 
     // A subscriber on the host gets every message, in order.
     let sub = RawSubscriber::start();
-    subscribe(broker, "boot/load", sub.port);
+    conn.subscribe("boot/load", sub.port);
     let sent: Vec<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
     let started = Instant::now();
     for data in &sent {
@@ -89,14 +171,18 @@ fn drive() {
 
     // Counted as each answer comes back, so a moment after the last arrives.
     let delivered = wait_until(WAIT, || {
-        let n = metric(broker, "broker_messages_delivered_total");
+        let n = conn.metric("broker_messages_delivered_total");
         (n >= MESSAGES as u64).then_some(n)
     });
     let delivered = delivered.expect("the deliveries counted in /metrics");
     println!("  /metrics: broker_messages_delivered_total {delivered}");
 
     slowloris(broker);
-    thread_budget(broker);
+    thread_budget(&mut conn);
+    println!(
+        "  {} connections for every other request (keep-alive)",
+        conn.connects
+    );
 }
 
 /// A request that never ends gets 408 at the request deadline, from the
@@ -121,102 +207,39 @@ fn slowloris(broker: SocketAddr) {
 
 /// Subscribes endpoints until 503: the broker holds exactly
 /// `--max-subscribers` of them, one delivery thread each.
-fn thread_budget(broker: SocketAddr) {
+fn thread_budget(conn: &mut Conn) {
     let limit = env_number("UNIKERNEL_BOOT_SUBSCRIBERS");
-    let held = subscribe_until_refused(broker, limit + 1);
+    let held = subscribe_until_refused(conn, limit + 1);
     assert_eq!(held, limit, "subscribers held, against --max-subscribers");
     println!(
         "  thread budget: {held} subscriber endpoints held, then 503 (--max-subscribers {limit})"
     );
-    let health = get(broker, "/healthz");
+    let health = conn.get("/healthz");
     assert_eq!(health.status, 200, "still serving after the 503s");
 }
 
 /// Subscribes new endpoints (ports that nobody publishes to) until one gets
 /// 503 or `most` are held; the number of endpoints held then.
-///
-/// A subscription left without an answer is tried again on a new
-/// connection, up to [`SUBSCRIBE_TRIES`] times in all, and said, with
-/// whether `/healthz` answered meanwhile (subscribing is idempotent): under
-/// TCG one of these subscriptions now and then goes unanswered for 10 s,
-/// twice in a row on one port (twice in 9 boots on 2026-11-30; nothing in
-/// the guest's log says why, and whether QEMU's user network or the guest
-/// is at fault is not known). A broker that no longer answers at all fails.
-fn subscribe_until_refused(broker: SocketAddr, most: u64) -> u64 {
+fn subscribe_until_refused(conn: &mut Conn, most: u64) -> u64 {
     for port in 20_000..20_000 + most as u16 {
-        let mut failures = Vec::new();
-        let status = loop {
-            match try_subscribe(broker, port) {
-                Ok(status) => break status,
-                Err(e) => {
-                    let health = try_get(broker, "/healthz");
-                    println!(
-                        "  note: subscribe of port {port} unanswered: {e}; /healthz: {health:?}"
-                    );
-                    failures.push(format!("{e} (/healthz: {health:?})"));
-                    assert!(
-                        failures.len() < SUBSCRIBE_TRIES,
-                        "port {port}, {} times: {}",
-                        failures.len(),
-                        failures.join("; ")
-                    );
-                }
-            }
-        };
-        match status {
+        let body = format!(r#"{{"qos":0,"port":"{port}"}}"#);
+        match conn.post("/sub/boot/budget", &body).status {
             202 => {}
             503 => break,
             other => panic!("subscribe of port {port} answered {other}"),
         }
     }
-    metric(broker, "broker_subscribers")
-}
-
-/// One subscribe on a connection of its own: its status, or what happened
-/// instead of an answer.
-/// `GET path` on a new connection: its status, or what went wrong.
-fn try_get(broker: SocketAddr, path: &str) -> Result<u16, String> {
-    let mut stream = connect(broker);
-    let request = format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    let read = stream.read_to_end(&mut raw);
-    read_resp(&mut &raw[..])
-        .map(|r| r.status)
-        .ok_or_else(|| format!("no answer ({read:?})"))
-}
-
-fn try_subscribe(broker: SocketAddr, port: u16) -> Result<u16, String> {
-    let body = format!(r#"{{"qos":0,"port":"{port}"}}"#);
-    let request = format!(
-        "POST /sub/boot/budget HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let started = Instant::now();
-    let mut stream = connect(broker);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let read = stream.read_to_end(&mut raw);
-    match read_resp(&mut &raw[..]) {
-        Some(resp) => Ok(resp.status),
-        None => Err(format!(
-            "no answer after {:?} ({read:?}, {} bytes: {:?})",
-            started.elapsed(),
-            raw.len(),
-            String::from_utf8_lossy(&raw)
-        )),
-    }
+    conn.metric("broker_subscribers")
 }
 
 #[test]
 #[ignore = "driven by scripts/unikernel-boot.sh (UNIKERNEL_CAPACITY=1)"]
 fn capacity() {
-    let broker = broker();
-    let held = subscribe_until_refused(broker, 5_000);
+    let mut conn = Conn::new(broker());
+    let held = subscribe_until_refused(&mut conn, 5_000);
     println!("  capacity: {held} subscriber endpoints held before a thread could not start");
-    publish(broker, "boot/other", "still serving");
+    let resp = conn.post("/pub/boot/other", r#"{"data":"still serving"}"#);
+    assert_eq!(resp.status, 202, "publish after the capacity probe");
 }
 
 /// qos 1 with a data directory in the guest (on the initrd's ramfs: the log
@@ -227,12 +250,10 @@ fn capacity() {
 #[ignore = "driven by scripts/unikernel-boot.sh against a broker with --data-dir in QEMU"]
 fn durable() {
     let broker = broker();
+    let mut conn = Conn::new(broker);
     let sub = RawSubscriber::start();
     let body = format!(r#"{{"qos":1,"port":"{}"}}"#, sub.port);
-    assert_eq!(
-        support::post(broker, "/sub/boot/durable", &body).status,
-        202
-    );
+    assert_eq!(conn.post("/sub/boot/durable", &body).status, 202);
     let stream = connect(broker);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let started = Instant::now();
@@ -260,30 +281,34 @@ fn durable() {
         assert_eq!(support::data_of(&got.body), format!("d{i}"));
         assert_eq!(got.header("Message-Id"), Some(id.to_string().as_str()));
     }
-    let retained = support::post(broker, "/pub/boot/kept", r#"{"data":"k","retain":true}"#);
+    let retained = conn.post("/pub/boot/kept", r#"{"data":"k","retain":true}"#);
     assert_eq!(retained.status, 202);
     let late = RawSubscriber::start();
-    subscribe(broker, "boot/kept", late.port);
+    conn.subscribe("boot/kept", late.port);
     assert_eq!(late.recv_data(1), ["k"]);
-    assert!(metric(broker, "broker_messages_stored_total") >= 101);
-    assert!(metric(broker, "broker_log_syncs_total") >= 1);
-    assert!(metric(broker, "broker_log_segments") >= 1);
+    assert!(conn.metric("broker_messages_stored_total") >= 101);
+    assert!(conn.metric("broker_log_syncs_total") >= 1);
+    assert!(conn.metric("broker_log_segments") >= 1);
     println!(
         "  log in the guest: {} bytes, {} syncs",
-        metric(broker, "broker_log_bytes"),
-        metric(broker, "broker_log_syncs_total")
+        conn.metric("broker_log_bytes"),
+        conn.metric("broker_log_syncs_total")
     );
-    streams(broker, &ids);
+    streams(broker, &mut conn, &ids);
+    println!(
+        "  {} connections for every other request (keep-alive)",
+        conn.connects
+    );
 }
 
 /// The console, a wildcard stream, a resume from the guest's log, and a
 /// reader that leaves (found by a non-blocking read on lwIP, or by the next
 /// keep-alive where the stack cannot do one).
-fn streams(broker: SocketAddr, stored: &[u64]) {
-    let console = get(broker, "/");
+fn streams(broker: SocketAddr, conn: &mut Conn, stored: &[u64]) {
+    let console = conn.get("/");
     assert_eq!(console.status, 200);
     assert!(console.text().contains("EventSource"));
-    assert!(get(broker, "/api/v1/subscribers").text().starts_with('['));
+    assert!(conn.get("/api/v1/subscribers").text().starts_with('['));
 
     let mut live = StreamReader::sse(broker, "boot/%2B", &[]);
     let resume = stored[49].to_string();
@@ -295,7 +320,7 @@ fn streams(broker: SocketAddr, stored: &[u64]) {
     let kept = live.message();
     assert_eq!(kept.data, r#"{"data":"k","Topic":"boot/kept"}"#);
     let started = Instant::now();
-    let answer = support::post(broker, "/pub/boot/streamed", r#"{"data":"s","qos":1}"#);
+    let answer = conn.post("/pub/boot/streamed", r#"{"data":"s","qos":1}"#);
     assert_eq!(answer.status, 202);
     let event = live.message();
     assert_eq!(event.data, r#"{"data":"s","Topic":"boot/streamed"}"#);
@@ -307,7 +332,7 @@ fn streams(broker: SocketAddr, stored: &[u64]) {
     replay.close();
     // The keep-alive interval bounds how long a departed reader is kept.
     let gone = wait_until(Duration::from_secs(40), || {
-        (metric(broker, "broker_streams") == 0).then_some(())
+        (conn.metric("broker_streams") == 0).then_some(())
     });
     assert!(gone.is_some(), "the streams were not cleaned up");
 }
