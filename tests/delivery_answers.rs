@@ -3,7 +3,9 @@
 //! at a time, all in one write, in 7-byte chunks that cut across answers, or
 //! only half of it before closing. The broker must retire exactly the
 //! deliveries answered: no loss, no duplicate, no reorder, no false drop,
-//! and after a failure a qos 1 resend from the first unanswered one.
+//! and after a failure a qos 1 resend from the first unanswered one. With
+//! two batches in flight (the next written before the last is answered),
+//! the same holds across both.
 
 mod support;
 
@@ -414,4 +416,126 @@ fn qos0_endpoint_closing_mid_batch_loses_only_the_unanswered() {
     }
     let connections = endpoint.shared.accepted.load(Ordering::SeqCst);
     assert_eq!(connections, 1, "the broker came back to a dropped endpoint");
+}
+
+/// A subscriber endpoint that the test drives by hand: it reads deliveries
+/// and answers them only when told to.
+struct Manual {
+    listener: TcpListener,
+    port: u16,
+}
+
+impl Manual {
+    fn start() -> Manual {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Manual { listener, port }
+    }
+
+    /// The broker's next connection, within [`WAIT`].
+    fn accept(&self) -> BufReader<TcpStream> {
+        let stream = wait_until(WAIT, || match self.listener.accept() {
+            Ok((stream, _)) => Some(stream),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+            Err(e) => panic!("accept: {e}"),
+        })
+        .expect("the broker connects");
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        BufReader::new(stream)
+    }
+}
+
+/// Reads `n` deliveries; their data and `Message-Id`s.
+fn read_deliveries(reader: &mut BufReader<TcpStream>, n: usize) -> Vec<(String, Option<u64>)> {
+    (0..n)
+        .map(|i| {
+            let (id, body) = read_request(reader)
+                .unwrap_or_else(|e| panic!("delivery {i} of {n}: {e}"))
+                .unwrap_or_else(|| panic!("delivery {i} of {n}: the broker closed"));
+            let object = message_broker::json::parse_object(body.as_bytes()).expect("JSON");
+            (object.get_str("data").expect("data").to_owned(), id)
+        })
+        .collect()
+}
+
+fn answer(reader: &mut BufReader<TcpStream>, n: usize) {
+    reader.get_mut().write_all(&ANSWER.repeat(n)).unwrap();
+}
+
+/// `m000` goes out alone and its answer is held back while `m001..m100`
+/// queue behind it; once it is answered, the broker takes a full batch
+/// (`m001..m064`), writes it, and writes the rest (`m065..m100`) before any
+/// answer to that batch: the endpoint reads all 100 without answering one.
+/// Returns the endpoint's connection with those 100 read, unanswered.
+fn two_batches_in_flight(broker: SocketAddr, endpoint: &Manual, qos: u8) -> BufReader<TcpStream> {
+    publish_pipelined(broker, "ahead", &names(0..1), qos);
+    let mut conn = endpoint.accept();
+    assert_eq!(read_deliveries(&mut conn, 1)[0].0, "m000");
+    publish_pipelined(broker, "ahead", &names(1..101), qos);
+    answer(&mut conn, 1);
+    let next = read_deliveries(&mut conn, 100);
+    let data: Vec<&str> = next.iter().map(|(d, _)| d.as_str()).collect();
+    assert!(data == names(1..101), "both batches, in order: {data:?}");
+    conn
+}
+
+/// (5) The window: the next batch goes out before the answers to the one
+/// before, and answers to both in one write retire all of them, once.
+#[test]
+fn the_next_batch_goes_out_before_the_last_is_answered() {
+    let broker = BrokerProcess::start(&[]);
+    let endpoint = Manual::start();
+    subscribe_qos(broker.addr, "ahead", endpoint.port, 0);
+    let mut conn = two_batches_in_flight(broker.addr, &endpoint, 0);
+    answer(&mut conn, 100);
+    wait_delivered(&broker, 101);
+    assert_eq!(metric_value(broker.addr, "broker_subscribers"), Some(1));
+    // Nothing is sent twice: the next delivery is the next message.
+    publish_pipelined(broker.addr, "ahead", &names(101..102), 0);
+    assert_eq!(read_deliveries(&mut conn, 1)[0].0, "m101");
+}
+
+/// (6a) qos 1, a subscriber that closes with two batches in flight and ten
+/// of them answered: the broker resends, on its next connection, every
+/// unanswered delivery of both batches from the first one on, in order,
+/// with their ids.
+#[test]
+fn qos1_closing_with_two_batches_in_flight_gets_both_again() {
+    let broker = BrokerProcess::start(&[]);
+    let endpoint = Manual::start();
+    subscribe_qos(broker.addr, "ahead", endpoint.port, 1);
+    let mut conn = two_batches_in_flight(broker.addr, &endpoint, 1);
+    answer(&mut conn, 10);
+    drop(conn);
+    let mut again = endpoint.accept();
+    let resent = read_deliveries(&mut again, 90);
+    let data: Vec<&str> = resent.iter().map(|(d, _)| d.as_str()).collect();
+    assert!(data == names(11..101), "resent from m011 on: {data:?}");
+    assert!(resent.iter().all(|(_, id)| id.is_some()), "{resent:?}");
+    assert!(resent.windows(2).all(|w| w[0].1 < w[1].1), "ids in order");
+    answer(&mut again, 90);
+    wait_delivered(&broker, 101);
+    let redelivered = metric_value(broker.addr, "broker_messages_redelivered_total");
+    assert_eq!(redelivered, Some(90));
+}
+
+/// (6b) qos 0, the same: the endpoint is dropped, the eleven answered count
+/// as delivered and the 90 unanswered of both batches as lost.
+#[test]
+fn qos0_closing_with_two_batches_in_flight_loses_only_the_unanswered() {
+    let broker = BrokerProcess::start(&[]);
+    let endpoint = Manual::start();
+    subscribe_qos(broker.addr, "ahead", endpoint.port, 0);
+    let mut conn = two_batches_in_flight(broker.addr, &endpoint, 0);
+    answer(&mut conn, 10);
+    drop(conn);
+    let line = broker.wait_for_log(&format!("subscriber 127.0.0.1:{} dropped", endpoint.port));
+    assert!(line.contains("(90 messages lost)"), "{line}");
+    let lost = r#"broker_messages_dropped_total{reason="subscriber_gone"}"#;
+    assert_eq!(metric_value(broker.addr, lost), Some(90));
+    let delivered = metric_value(broker.addr, "broker_messages_delivered_total");
+    assert_eq!(delivered, Some(11));
+    assert_eq!(metric_value(broker.addr, "broker_subscribers"), Some(0));
 }

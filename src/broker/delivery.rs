@@ -1,14 +1,15 @@
 //! The transport to one subscriber endpoint: one persistent connection,
-//! batches of requests written in one go and their answers read in order
-//! (PROTOCOL.md sections 2 and 6.2), and the reason when it fails.
+//! batches of requests written in one go, the next written before the
+//! answers to the last are read, answers read in order (PROTOCOL.md
+//! sections 2 and 6.2), and the reason when it fails.
 //!
 //! It knows nothing of queues, sessions or topics: it must not import
 //! `registry`, `routing`'s table or `store`; it sends the items it is given.
 
 use super::routing::Qos;
-use super::session::Item;
-use crate::http::Response;
+use super::session::{BATCH_MAX, Item};
 use crate::net::{self, Connection};
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -71,100 +72,171 @@ impl fmt::Display for DropReason {
     }
 }
 
-/// A failed exchange: how many items were answered before it, and why.
-struct Failure {
-    acked: usize,
-    reason: DropReason,
-    /// Nothing came back at all, as when the peer had closed the idle
-    /// connection just before we wrote: worth one retry on a fresh one.
-    silent: bool,
+/// Bytes of bodies in flight past which no further batch is written before
+/// answers are read.
+pub(crate) const WINDOW_BYTES: usize = 1 << 20;
+
+/// One endpoint's connection and the requests written on it whose answers
+/// have not come yet, oldest first. The worker writes the next batch before
+/// it reads the answers to the one before, so the subscriber finds its next
+/// requests at hand while it answers: a window of up to two batches
+/// (2 × [`BATCH_MAX`] requests), or [`WINDOW_BYTES`] of bodies.
+pub(crate) struct Pipeline {
+    addr: SocketAddr,
+    timeout: Duration,
+    conn: Option<Connection>,
+    sent: VecDeque<Item>,
+    /// Bytes of the bodies in `sent`.
+    sent_bytes: usize,
+    /// The oldest request in flight went out on a connection that had sat
+    /// idle, and nothing has answered since: a close without a byte of
+    /// answer is the peer having closed it while idle, worth one resend.
+    may_resend: bool,
 }
 
-/// Sends `batch` in order; on failure, returns why and how many items were
-/// answered before it.
-pub(crate) fn send_batch(
-    conn: &mut Option<Connection>,
-    addr: SocketAddr,
-    batch: &[Item],
-    timeout: Duration,
-) -> Result<(), (DropReason, usize)> {
-    let mut done = 0;
-    let mut retried = false;
-    while done < batch.len() {
-        let reused = matches!(conn.as_ref(), Some(c) if !c.is_stale());
-        let c = match conn {
-            Some(c) if reused => c,
-            _ => conn.insert(
-                Connection::connect(addr, timeout)
-                    .map_err(|e| (DropReason::ConnectFailed(e.to_string()), done))?,
+impl Pipeline {
+    pub(crate) fn new(addr: SocketAddr, timeout: Duration) -> Pipeline {
+        Pipeline {
+            addr,
+            timeout,
+            conn: None,
+            sent: VecDeque::new(),
+            sent_bytes: 0,
+            may_resend: false,
+        }
+    }
+
+    /// Requests written and not yet answered.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.sent.len()
+    }
+
+    /// Whether another batch may go out before the answers in flight are
+    /// read: at most one batch is in flight, and few enough bytes.
+    pub(crate) fn has_room(&self) -> bool {
+        self.sent.len() <= BATCH_MAX && self.sent_bytes < WINDOW_BYTES
+    }
+
+    /// Writes `batch` (emptying it) after the requests in flight. On an
+    /// error the batch counts as in flight (see [`Pipeline::take_unanswered`]).
+    pub(crate) fn write(&mut self, batch: &mut Vec<Item>) -> Result<(), DropReason> {
+        let from = self.sent.len();
+        self.sent_bytes += batch.iter().map(body_len).sum::<usize>();
+        self.sent.extend(batch.drain(..));
+        if from == 0 {
+            let reused = matches!(&self.conn, Some(c) if !c.is_stale());
+            if !reused {
+                self.conn = None;
+            }
+            self.may_resend = reused;
+        }
+        match self.write_from(from) {
+            Err(_) if from == 0 && self.may_resend => self.resend(),
+            other => other,
+        }
+    }
+
+    /// Reads the answers to the oldest `n` requests in flight, moving each
+    /// answered one to `answered`, in order.
+    pub(crate) fn read(&mut self, n: usize, answered: &mut Vec<Item>) -> Result<(), DropReason> {
+        let limits = net::response_limits();
+        for _ in 0..n.min(self.sent.len()) {
+            let response = loop {
+                let Some(conn) = self.conn.as_mut() else {
+                    return Err(DropReason::Io("not connected".into()));
+                };
+                match conn.read_response(&limits) {
+                    Ok(response) => break response,
+                    Err(e) if self.may_resend && is_silent_close(&e) => self.resend()?,
+                    Err(e) => {
+                        self.conn = None;
+                        return Err(reason_for_http(e));
+                    }
+                }
+            };
+            self.may_resend = false;
+            if !(200..300).contains(&response.status) {
+                self.conn = None;
+                return Err(DropReason::Refused(response.status));
+            }
+            let item = self.sent.pop_front().expect("a request in flight");
+            self.sent_bytes -= body_len(&item);
+            answered.push(item);
+            if !response.keep_alive {
+                // The peer closes after this answer: the rest in flight were
+                // never read, so they go again on a new connection.
+                self.conn = None;
+                if !self.sent.is_empty() {
+                    self.write_from(0)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failure: the requests in flight, oldest first, into `into`.
+    pub(crate) fn take_unanswered(&mut self, into: &mut Vec<Item>) {
+        into.extend(self.sent.drain(..));
+        self.sent_bytes = 0;
+        self.conn = None;
+    }
+
+    /// Writes everything in flight again on a new connection, once.
+    fn resend(&mut self) -> Result<(), DropReason> {
+        self.may_resend = false;
+        self.conn = None;
+        self.write_from(0)
+    }
+
+    /// Writes the requests in flight from `from` on (all of them on a new
+    /// connection, made here if there is none).
+    fn write_from(&mut self, from: usize) -> Result<(), DropReason> {
+        let from = if self.conn.is_some() { from } else { 0 };
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(
+                Connection::connect(self.addr, self.timeout)
+                    .map_err(|e| DropReason::ConnectFailed(e.to_string()))?,
             ),
         };
-        match exchange(c, &batch[done..]) {
-            Ok((acked, keep_alive)) => {
-                done += acked;
-                if !keep_alive {
-                    *conn = None;
-                }
-            }
-            Err(failure) => {
-                *conn = None;
-                done += failure.acked;
-                if !(failure.silent && reused && !retried) {
-                    return Err((failure.reason, done));
-                }
-                retried = true;
-            }
-        }
+        let written = self
+            .sent
+            .range(from..)
+            .try_for_each(|item| send_item(conn, item))
+            .and_then(|()| conn.flush());
+        written.map_err(|e| {
+            self.conn = None;
+            reason_for_io(&e)
+        })
     }
-    Ok(())
 }
 
-/// Writes `items` in one go, then reads their answers in order. Stops early
-/// (returning how many were answered) if the endpoint asks to close.
-fn exchange(conn: &mut Connection, items: &[Item]) -> Result<(usize, bool), Failure> {
-    let io = |acked, e: std::io::Error| Failure {
-        acked,
-        silent: acked == 0,
-        reason: reason_for_io(&e),
-    };
-    for item in items {
-        let sent = match item {
-            Item::Message(m) if m.qos == Qos::One => {
-                let mut digits = [0u8; 20];
-                let header = Some(("Message-Id", crate::server::decimal(m.id, &mut digits)));
-                conn.send_with("/msg", Some("application/json"), header, &m.body)
-            }
-            Item::Message(m) => conn.send("/msg", Some("application/json"), &m.body),
-            Item::Heartbeat => conn.send("/hb", None, b""),
-        };
-        sent.map_err(|e| io(0, e))?;
-    }
-    conn.flush().map_err(|e| io(0, e))?;
-    let limits = net::response_limits();
-    for (i, _) in items.iter().enumerate() {
-        let response: Response = conn.read_response(&limits).map_err(|e| Failure {
-            acked: i,
-            silent: i == 0 && is_silent_close(&e),
-            reason: match e {
-                crate::http::HttpError::Io(io) => reason_for_io(&io),
-                crate::http::HttpError::UnexpectedEof => {
-                    DropReason::Io("closed before answering".into())
-                }
-                other => DropReason::BadResponse(other.to_string()),
-            },
-        })?;
-        if !(200..300).contains(&response.status) {
-            return Err(Failure {
-                acked: i,
-                silent: false,
-                reason: DropReason::Refused(response.status),
-            });
+/// Buffers one request for `item`.
+fn send_item(conn: &mut Connection, item: &Item) -> std::io::Result<()> {
+    match item {
+        Item::Message(m) if m.qos == Qos::One => {
+            let mut digits = [0u8; 20];
+            let header = Some(("Message-Id", crate::server::decimal(m.id, &mut digits)));
+            conn.send_with("/msg", Some("application/json"), header, &m.body)
         }
-        if !response.keep_alive {
-            return Ok((i + 1, false));
-        }
+        Item::Message(m) => conn.send("/msg", Some("application/json"), &m.body),
+        Item::Heartbeat => conn.send("/hb", None, b""),
     }
-    Ok((items.len(), true))
+}
+
+fn body_len(item: &Item) -> usize {
+    match item {
+        Item::Message(m) => m.body.len(),
+        Item::Heartbeat => 0,
+    }
+}
+
+fn reason_for_http(e: crate::http::HttpError) -> DropReason {
+    match e {
+        crate::http::HttpError::Io(io) => reason_for_io(&io),
+        crate::http::HttpError::UnexpectedEof => DropReason::Io("closed before answering".into()),
+        other => DropReason::BadResponse(other.to_string()),
+    }
 }
 
 /// The peer closed without a byte of answer: it had likely closed the idle

@@ -99,8 +99,8 @@ struct State {
     wake_owed: bool,
     /// Publishers waiting on `room`.
     room_waiters: usize,
-    /// Messages (and their bytes) of the batch being sent now, for the
-    /// queue-depth gauge.
+    /// Messages (and their bytes) taken to be sent and not yet answered or
+    /// put back, for the queue-depth gauge and the drain on shutdown.
     in_flight: (usize, usize),
     /// A full queue was logged in this episode (cleared when it drains).
     warned: bool,
@@ -429,25 +429,23 @@ impl Endpoint {
         )
     }
 
-    /// The batch being sent is done; the messages among `answered` (all of
-    /// it, or the part before a failure) count as delivered. Under the lock,
-    /// so that the queue depth and the delivered count agree.
+    /// `answered` (taken earlier, in order) got their answers: the messages
+    /// among them count as delivered. Under the lock, so that the queue
+    /// depth and the delivered count agree.
     pub(crate) fn batch_done(&self, answered: &[Item], metrics: &Metrics) {
-        let (mut messages, mut bytes) = (0, 0);
-        for item in answered.iter().filter(|i| i.is_message()) {
-            messages += 1;
-            bytes += item.size() as u64;
-        }
+        let (messages, bytes) = messages_in(answered);
         let mut state = self.lock();
-        state.in_flight = (0, 0);
-        metrics::add(&metrics.delivered, messages);
-        metrics::add(&metrics.delivered_bytes, bytes);
+        settle(&mut state, (messages, bytes));
+        metrics::add(&metrics.delivered, messages as u64);
+        metrics::add(&metrics.delivered_bytes, bytes as u64);
     }
 
-    /// Puts the owed (qos 1) items of a failed batch back at the head of
-    /// the queue, in order; returns how many qos 0 messages were given up.
+    /// Puts the owed (qos 1) items among `unanswered` (taken earlier, in
+    /// order, all still in flight) back at the head of the queue; returns
+    /// how many qos 0 messages were given up.
     pub(crate) fn requeue(&self, unanswered: &[Item]) -> usize {
         let mut state = self.lock();
+        settle(&mut state, messages_in(unanswered));
         if state.closed {
             return 0;
         }
@@ -514,11 +512,29 @@ impl Endpoint {
         }
         // Only a sign of life from now on cuts a retry's backoff short.
         state.kicked = false;
+        self.take(&mut state, batch);
+        Some(())
+    }
+
+    /// Takes what is queued now, without waiting: the next batch written
+    /// while earlier ones still wait for their answers. Whether it took any.
+    pub(crate) fn try_batch(&self, batch: &mut Vec<Item>) -> bool {
+        let mut state = self.lock();
+        if state.closed || state.queue.is_empty() {
+            return false;
+        }
+        self.take(&mut state, batch);
+        true
+    }
+
+    /// Moves up to [`BATCH_MAX`] queued items to `batch`, counting them in
+    /// flight.
+    fn take(&self, state: &mut State, batch: &mut Vec<Item>) {
         let n = state.queue.len().min(BATCH_MAX);
-        let taken: usize = state.queue.iter().take(n).map(Item::size).sum();
-        state.bytes -= taken;
         let start = batch.len();
         batch.extend(state.queue.drain(..n));
+        let (messages, taken) = messages_in(&batch[start..]);
+        state.bytes -= taken;
         for item in &batch[start..] {
             match item {
                 Item::Heartbeat => state.heartbeat_queued = false,
@@ -529,8 +545,7 @@ impl Endpoint {
                 Item::Message(_) => {}
             }
         }
-        let messages = batch.iter().filter(|i| i.is_message()).count();
-        state.in_flight = (messages, taken);
+        state.in_flight = (state.in_flight.0 + messages, state.in_flight.1 + taken);
         if state.queue.is_empty() {
             state.stalled = false;
             state.warned = false;
@@ -538,8 +553,23 @@ impl Endpoint {
         if state.room_waiters > 0 {
             self.room.notify_all();
         }
-        Some(())
     }
+}
+
+/// The messages among `items` and their bytes (a heartbeat has none).
+fn messages_in(items: &[Item]) -> (usize, usize) {
+    items
+        .iter()
+        .filter(|i| i.is_message())
+        .fold((0, 0), |(n, b), i| (n + 1, b + i.size()))
+}
+
+/// `settled` messages (and bytes) in flight were answered or put back.
+fn settle(state: &mut State, settled: (usize, usize)) {
+    state.in_flight = (
+        state.in_flight.0.saturating_sub(settled.0),
+        state.in_flight.1.saturating_sub(settled.1),
+    );
 }
 
 /// When the endpoint has gone too long without a sign of life, if it has a

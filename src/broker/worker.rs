@@ -1,9 +1,10 @@
-//! An endpoint's delivery thread: takes batches from its session, sends
-//! them with `delivery`, and on a failure either keeps the session and
+//! An endpoint's delivery thread: takes batches from its session and
+//! writes each before it reads the answers to the one before (a window of
+//! two batches, [`Pipeline`]); on a failure it either keeps the session and
 //! retries with backoff (qos 1) or asks the registry to drop the endpoint
 //! (qos 0). PROTOCOL.md sections 2 and 6.2.
 
-use super::delivery;
+use super::delivery::Pipeline;
 use super::metrics::{self, Loss};
 use super::registry::Registry;
 use super::session::{BATCH_MAX, Endpoint};
@@ -18,31 +19,44 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Runs until the endpoint is closed or dropped.
 pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
     let settings = registry.settings;
-    let mut conn = None;
+    let mut pipe = Pipeline::new(endpoint.addr, settings.timeout);
     let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut answered = Vec::with_capacity(2 * BATCH_MAX);
+    let mut unanswered = Vec::new();
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
     loop {
-        if endpoint.next_batch(&mut batch, &settings).is_none() {
-            if endpoint.is_closed() {
-                return;
-            }
-            if endpoint.needs_probe(&settings, &registry.metrics) {
+        let ahead = pipe.in_flight();
+        if ahead == 0 {
+            if endpoint.next_batch(&mut batch, &settings).is_none() {
+                if endpoint.is_closed() {
+                    return;
+                }
+                if endpoint.needs_probe(&settings, &registry.metrics) {
+                    continue;
+                }
+                if registry.expire(&endpoint) {
+                    return;
+                }
                 continue;
             }
-            if registry.expire(&endpoint) {
-                return;
-            }
-            continue;
+        } else if pipe.has_room() {
+            endpoint.try_batch(&mut batch);
         }
-        let result = delivery::send_batch(&mut conn, endpoint.addr, &batch, settings.timeout);
-        let answered = match &result {
-            Ok(()) => batch.len(),
-            Err((_, done)) => *done,
+        // The next batch goes out first, then the answers to the one before
+        // it (or, with nothing new, to everything in flight) are read.
+        let result = if batch.is_empty() {
+            Ok(())
+        } else {
+            pipe.write(&mut batch)
         };
-        endpoint.batch_done(&batch[..answered], &registry.metrics);
-        registry.answered(&endpoint, &batch[..answered]);
+        let result = result.and_then(|()| pipe.read(ahead, &mut answered));
+        if !answered.is_empty() {
+            endpoint.batch_done(&answered, &registry.metrics);
+            registry.answered(&endpoint, &answered);
+        }
         match result {
+            Ok(()) if answered.is_empty() => {}
             Ok(()) => {
                 endpoint.touch();
                 if std::mem::replace(&mut failing, false) {
@@ -50,14 +64,14 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
                 }
                 backoff = BACKOFF_MIN;
             }
-            Err((reason, _)) if endpoint.is_durable() => {
-                let unanswered = &batch[answered..];
+            Err(reason) if endpoint.is_durable() => {
+                pipe.take_unanswered(&mut unanswered);
                 let owed = unanswered.iter().filter(|i| i.is_owed()).count();
                 metrics::add(&registry.metrics.redelivered, owed as u64);
                 registry
                     .metrics
-                    .lost(Loss::SubscriberGone, endpoint.requeue(unanswered));
-                if answered > 0 {
+                    .lost(Loss::SubscriberGone, endpoint.requeue(&unanswered));
+                if !answered.is_empty() {
                     backoff = BACKOFF_MIN;
                 }
                 if !std::mem::replace(&mut failing, true) {
@@ -75,17 +89,19 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
                 endpoint.back_off(backoff.min(left.max(Duration::from_millis(1))));
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
-            Err((reason, _)) => {
-                let unanswered = batch[answered..].iter().filter(|i| i.is_message()).count();
-                if registry.remove(&endpoint, &reason, unanswered) {
+            Err(reason) => {
+                pipe.take_unanswered(&mut unanswered);
+                let lost = unanswered.iter().filter(|i| i.is_message()).count();
+                if registry.remove(&endpoint, &reason, lost) {
                     return;
                 }
                 // A qos 1 subscription came in meanwhile: keep what it is owed.
                 registry
                     .metrics
-                    .lost(Loss::SubscriberGone, endpoint.requeue(&batch[answered..]));
+                    .lost(Loss::SubscriberGone, endpoint.requeue(&unanswered));
             }
         }
-        batch.clear();
+        answered.clear();
+        unanswered.clear();
     }
 }
