@@ -16,8 +16,14 @@ use std::time::{Duration, Instant};
 /// Read buffer per connection: a pipelined burst of small requests is parsed
 /// from one read.
 const READ_BUFFER: usize = 16 * 1024;
-/// Write buffer per connection: answers to a burst leave in one write.
+/// Write buffer per connection (answers leave in writes of [`EARLY_FLUSH`]).
 const WRITE_BUFFER: usize = 16 * 1024;
+/// Answers to a pipelined burst leave once this much of them is ready
+/// (about 20 plain 202s), not all at its end: the peer sends its next
+/// requests while the rest of the burst is worked on. At W=64 that took
+/// 1 → 1 from ~355,000 to ~495,000 deliveries/s; half of it cost 10 → 10
+/// at W=16 about 7 % (more writes), this much nothing measurable.
+const EARLY_FLUSH: usize = 1024;
 
 /// Answers held back at most, in order, before the loop waits for them.
 const MAX_LATER: usize = 128;
@@ -182,8 +188,9 @@ pub(crate) struct Traffic {
 
 /// The socket of one connection: reads go through a `BufReader` over it, and
 /// answers collect in `out`. Before a read that would wait on the peer, `out`
-/// is sent: answers to a pipelined burst leave in one write, and no answer
-/// waits behind a request that has not fully arrived.
+/// is sent, so no answer waits behind a request that has not fully arrived;
+/// answers to a pipelined burst also leave as each [`EARLY_FLUSH`] of them is
+/// ready.
 struct Conn {
     socket: Socket,
     out: Vec<u8>,
@@ -378,7 +385,7 @@ pub(crate) fn serve(
         if close {
             break Close::Done;
         }
-        if conn.out.len() >= WRITE_BUFFER {
+        if conn.out.len() >= EARLY_FLUSH {
             conn.send()?;
         }
         handler.end(conn.take_traffic());
