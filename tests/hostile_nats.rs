@@ -265,6 +265,29 @@ fn a_server_that_trickles_bytes_but_never_answers_pings_is_given_up() {
     broker.wait_for_log("no answer to pings");
 }
 
+/// PONGs that answer no PING of the bridge's (a confused or hostile
+/// server) are not counted: no panic, the connection stays, and the
+/// bridge goes on subscribing.
+#[test]
+fn pongs_that_answer_no_ping_are_ignored() {
+    let fake = FakeNats::start();
+    let broker = BrokerProcess::start(&["--nats", &fake.url()]);
+    let stream = fake.next(WAIT);
+    let mut reader = handshake(&stream);
+    // Five PONGs nobody asked for, then a PING of ours: its PONG comes
+    // back only once the bridge has read the five.
+    (&stream).write_all(&b"PONG\r\n".repeat(5)).unwrap();
+    (&stream).write_all(b"PING\r\n").unwrap();
+    assert_eq!(op(&mut reader), "PONG");
+    let sub = RawSubscriber::start();
+    subscribe(broker.addr, "pong", sub.port);
+    assert_eq!(op(&mut reader), "SUB mb.pong 1");
+    let log = broker.log();
+    assert!(log.iter().all(|l| !l.contains("panicked")), "{log:?}");
+    assert_eq!(metric(broker.addr, "broker_bridge_connects_total"), 1);
+    assert_eq!(metric(broker.addr, "broker_bridge_connected"), 1);
+}
+
 #[test]
 fn the_last_local_subscriber_leaving_unsubscribes_in_nats() {
     let fake = FakeNats::start();
@@ -294,7 +317,7 @@ fn the_last_local_subscriber_leaving_unsubscribes_in_nats() {
     unsub(two.port, "v/%23");
     let mut unsubs = vec![op(), op()];
     unsubs.sort();
-    assert_eq!(unsubs, ["UNSUB 2", "UNSUB 3"]);
+    assert_eq!(unsubs, ["UNSUB 2", "UNSUB 3"], "{:?}", broker.log());
     assert_eq!(metric(broker.addr, "broker_bridge_subscriptions"), 0);
 }
 

@@ -270,8 +270,9 @@ impl Bridge {
                 for sid in gone {
                     proto::write_unsub(&mut op, sid);
                 }
-                op.extend_from_slice(proto::PING);
                 state.control(&op);
+                // On its own, so that it counts among the pings (the fence).
+                state.control(proto::PING);
             }
         }
         let wrote = state.control.len() != before;

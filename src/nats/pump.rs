@@ -134,9 +134,13 @@ fn read(shared: &Shared, mut stream: &TcpStream, parser: &mut Parser) -> LinkErr
                 Ok(Some(ServerOp::Pong)) => {
                     last_pong = Instant::now();
                     let mut state = lock(shared);
-                    state.pongs += 1;
-                    let pongs = state.pongs;
-                    state.interest.ponged(pongs);
+                    // A PONG to no PING of ours (a hostile or confused
+                    // server) is not counted: it fences nothing.
+                    if state.pongs < state.pings {
+                        state.pongs += 1;
+                        let pongs = state.pongs;
+                        state.interest.ponged(pongs);
+                    }
                 }
                 Ok(Some(ServerOp::Ok | ServerOp::Info(_))) => {}
                 Ok(Some(ServerOp::Err(text))) => {
@@ -158,7 +162,7 @@ fn read(shared: &Shared, mut stream: &TcpStream, parser: &mut Parser) -> LinkErr
         if state.stopping {
             return LinkError::Stopping;
         }
-        let out = state.pings - state.pongs;
+        let out = state.pings.saturating_sub(state.pongs);
         if out > 0 && now - last_pong >= SILENT_AFTER && !state.writer_busy() {
             return LinkError::Silent;
         }
