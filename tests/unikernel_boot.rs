@@ -115,12 +115,7 @@ impl Conn {
     fn metric(&mut self, sample: &str) -> u64 {
         let page = self.get("/metrics");
         assert_eq!(page.status, 200);
-        let text = page.text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
-            .parse()
-            .unwrap()
+        support::sample_in(&page.text(), sample)
     }
 }
 

@@ -473,7 +473,12 @@ pub fn metric(addr: SocketAddr, sample: &str) -> u64 {
         b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(page.status, 200);
-    let text = page.text();
+    sample_in(&page.text(), sample)
+}
+
+/// The value of one sample (its name with labels, as printed) on a
+/// `/metrics` page.
+pub fn sample_in(text: &str, sample: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
