@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet --manifest-path ../shared/tools/loadgen/Cargo.toml --target-dir target/loadgen
 lg=target/loadgen/release/loadgen
 run() {
-  local port=$(( 40000 + RANDOM % 10000 ))
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$1" --bind 127.0.0.1 -p $port 2>/dev/null & local pid=$!
   for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.02; done
   "$lg" http --broker 127.0.0.1:$port --size 64 --listen-base-port $(( 20000 + RANDOM % 15000 )) "${@:2}" 2>/dev/null | grep -o '"throughput":[0-9.]*' | cut -d: -f2
