@@ -121,7 +121,7 @@ impl Pipeline {
     /// error the batch counts as in flight (see [`Pipeline::take_unanswered`]).
     pub(crate) fn write(&mut self, batch: &mut Vec<Item>) -> Result<(), DropReason> {
         let from = self.sent.len();
-        self.sent_bytes += batch.iter().map(body_len).sum::<usize>();
+        self.sent_bytes += batch.iter().map(Item::size).sum::<usize>();
         self.sent.extend(batch.drain(..));
         if from == 0 {
             let reused = matches!(&self.conn, Some(c) if !c.is_stale());
@@ -160,7 +160,7 @@ impl Pipeline {
                 return Err(DropReason::Refused(response.status));
             }
             let item = self.sent.pop_front().expect("a request in flight");
-            self.sent_bytes -= body_len(&item);
+            self.sent_bytes -= item.size();
             answered.push(item);
             if !response.keep_alive {
                 // The peer closes after this answer: the rest in flight were
@@ -221,13 +221,6 @@ fn send_item(conn: &mut Connection, item: &Item) -> std::io::Result<()> {
         }
         Item::Message(m) => conn.send("/msg", Some("application/json"), &m.body),
         Item::Heartbeat => conn.send("/hb", None, b""),
-    }
-}
-
-fn body_len(item: &Item) -> usize {
-    match item {
-        Item::Message(m) => m.body.len(),
-        Item::Heartbeat => 0,
     }
 }
 

@@ -52,8 +52,8 @@ pub(crate) enum Item {
 }
 
 impl Item {
-    /// Bytes it holds in a queue.
-    fn size(&self) -> usize {
+    /// Bytes it holds in a queue (its body; a heartbeat has none).
+    pub(crate) fn size(&self) -> usize {
         match self {
             Item::Message(m) => m.body.len(),
             Item::Heartbeat => 0,
