@@ -47,6 +47,20 @@ pub fn parse_object(input: &[u8]) -> Result<Object, JsonError> {
     Ok(object)
 }
 
+/// The bytes that end a run of plain string content: a quote, a backslash and
+/// the control characters.
+const STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Cursor over validated UTF-8 input; `pos` never exceeds `src.len()`.
 /// Slices are only cut next to ASCII bytes, so always on char boundaries.
 struct Parser<'a> {
@@ -295,7 +309,15 @@ impl<'a> Parser<'a> {
                     run = self.pos;
                 }
                 Some(0..0x20) => return Err(self.err(JsonErrorKind::ControlCharacterInString)),
-                Some(_) => self.pos += 1,
+                // A run of plain bytes at once, up to the next one above.
+                Some(_) => match self
+                    .rest()
+                    .iter()
+                    .position(|&b| STRING_STOP[usize::from(b)])
+                {
+                    Some(n) => self.pos += n.max(1),
+                    None => self.pos = self.src.len(),
+                },
                 None => return Err(self.err(JsonErrorKind::UnexpectedEnd)),
             }
         }

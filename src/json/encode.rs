@@ -18,11 +18,17 @@ pub fn write_string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
-    // Bytes that need no escape are copied in runs; a run ends only before
-    // an ASCII byte or the first byte of U+2028/U+2029, so every slice of
-    // `s` taken here falls on char boundaries.
+    // Bytes that need no escape are copied in runs, found with a table; a
+    // run ends only before an ASCII byte or 0xE2 (which may begin
+    // U+2028/U+2029), so every slice of `s` taken here falls on char
+    // boundaries.
     let (mut run, mut i) = (0, 0);
-    while let Some(&b) = bytes.get(i) {
+    while let Some(skip) = bytes
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|&b| MAY_ESCAPE[usize::from(b)]))
+    {
+        i += skip;
+        let b = bytes[i];
         let (len, escape) = match b {
             b'"' => (1, Escape::Text("\\\"")),
             b'\\' => (1, Escape::Text("\\\\")),
@@ -52,6 +58,23 @@ pub fn write_string(out: &mut String, s: &str) {
     out.push_str(s.get(run..).unwrap_or_default());
     out.push('"');
 }
+
+/// The bytes [`write_string`] looks at: those it escapes, and 0xE2.
+const MAY_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    let mut i = 0;
+    let others = *b"\"\\<>&\xE2";
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 enum Escape {
     Text(&'static str),
