@@ -216,7 +216,7 @@ fn send_item(conn: &mut Connection, item: &Item) -> std::io::Result<()> {
     match item {
         Item::Message(m) if m.qos == Qos::One => {
             let mut digits = [0u8; 20];
-            let header = Some(("Message-Id", crate::server::decimal(m.id, &mut digits)));
+            let header = Some(("Message-Id", crate::http::decimal(m.id, &mut digits)));
             conn.send_with("/msg", Some("application/json"), header, &m.body)
         }
         Item::Message(m) => conn.send("/msg", Some("application/json"), &m.body),

@@ -82,8 +82,8 @@ fn body(topic: &str, data: &str, id: u64, qos: Qos) -> Body {
         out.push_str(",\"Topic\":");
         json::write_string(out, topic);
         if qos == Qos::One {
-            use std::fmt::Write;
-            let _ = write!(out, ",\"id\":{id}");
+            out.push_str(",\"id\":");
+            out.push_str(crate::http::decimal(id, &mut [0; 20]));
         }
         out.push('}');
         let body: Body = Arc::from(out.as_bytes());

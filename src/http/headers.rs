@@ -70,6 +70,25 @@ impl Headers {
         self.fields.push((name, value));
     }
 
+    /// The fields at `fields` in `text`; where `text` is not UTF-8, each
+    /// field is converted on its own (see [`Headers::push`]).
+    fn from_raw(text: Vec<u8>, fields: Vec<(Range<usize>, Range<usize>)>) -> Headers {
+        match String::from_utf8(text) {
+            Ok(text) => Headers { text, fields },
+            Err(e) => {
+                let text = e.into_bytes();
+                let mut headers = Headers::new();
+                for (name, value) in fields {
+                    let (Some(name), Some(value)) = (text.get(name), text.get(value)) else {
+                        continue;
+                    };
+                    headers.push(name, value);
+                }
+                headers
+            }
+        }
+    }
+
     fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
         let text = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
         self.fields.iter().map(move |(n, v)| (text(n), text(v)))
@@ -77,16 +96,27 @@ impl Headers {
 
     /// The value of the first field called `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let (_, value) = self.fields.iter().find(|(n, _)| self.name_is(n, name))?;
+        self.text.get(value.clone())
     }
 
     /// The values of every field called `name`, in arrival order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.fields()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.fields
+            .iter()
+            .filter(move |(n, _)| self.name_is(n, name))
+            .map(|(_, v)| self.text.get(v.clone()).unwrap_or_default())
+    }
+
+    /// Whether the name at `range` is `name`, compared as bytes: only a
+    /// match's value is sliced out of `text`.
+    fn name_is(&self, range: &Range<usize>, name: &str) -> bool {
+        range.len() == name.len()
+            && self
+                .text
+                .as_bytes()
+                .get(range.clone())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 
     /// Whether a field called `name` is present.
@@ -136,7 +166,9 @@ pub(crate) fn read_header_section<R: BufRead>(
     limits: &Limits,
     line: &mut Vec<u8>,
 ) -> Result<Headers, HttpError> {
-    let mut headers = Headers::new();
+    // The fields' bytes, one after the other, checked as UTF-8 once at the end.
+    let mut text = Vec::with_capacity(256);
+    let mut fields = Vec::with_capacity(8);
     let mut used = 0usize;
     loop {
         let remaining = limits.max_header_bytes.saturating_sub(used);
@@ -144,14 +176,20 @@ pub(crate) fn read_header_section<R: BufRead>(
         match read_line(r, remaining.saturating_add(2), line)? {
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
             Line::TooLong => return Err(HttpError::HeadersTooLarge),
-            Line::Complete { .. } if line.is_empty() => return Ok(headers),
+            Line::Complete { .. } if line.is_empty() => return Ok(Headers::from_raw(text, fields)),
             Line::Complete { wire_len } => {
-                if wire_len > remaining || headers.len() >= limits.max_headers {
+                if wire_len > remaining || fields.len() >= limits.max_headers {
                     return Err(HttpError::HeadersTooLarge);
                 }
                 used += wire_len;
                 let (name, value) = parse_field_line(line)?;
-                headers.push(name, value);
+                let mut add = |bytes: &[u8]| {
+                    let start = text.len();
+                    text.extend_from_slice(bytes);
+                    start..text.len()
+                };
+                let field = (add(name), add(value));
+                fields.push(field);
             }
         }
     }
@@ -275,9 +313,39 @@ mod tests {
     }
 
     #[test]
+    fn looked_up_names_are_found_in_any_case_and_absent_ones_are_not() {
+        let section = b"CONTENT-length: 5\r\nX: 1\r\nconnection: a\r\nConnection: b\r\n\r\n";
+        let h =
+            read_header_section(&mut &section[..], &Limits::default(), &mut Vec::new()).unwrap();
+        assert_eq!(h.get("Content-Length"), Some("5"));
+        assert_eq!(h.get_all("CONNECTION").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(h.get("x"), Some("1"));
+        for absent in [
+            "transfer-encoding",
+            "Expect",
+            "idempotency-key",
+            "authorization",
+            "y",
+        ] {
+            assert_eq!(h.get(absent), None, "{absent}");
+        }
+        let mut built = Headers::new();
+        built.append("Transfer-Encoding", "chunked");
+        assert!(built.has_token("transfer-encoding", "CHUNKED"));
+        assert!(!built.contains("content-length"));
+    }
+
+    #[test]
     fn obs_text_value_is_kept_lossily() {
         let got = read(b"A: caf\xe9\r\n\r\n", &Limits::default()).unwrap();
         assert_eq!(got, pairs(&[("A", "caf\u{fffd}")]));
+        // Among valid fields, and split mid-character: each field on its own.
+        let got = read(
+            b"A: 1\r\nB: \xe2\x82\r\nC: \xe2\x82\xac\r\n\r\n",
+            &Limits::default(),
+        );
+        let want = pairs(&[("A", "1"), ("B", "\u{fffd}"), ("C", "\u{20ac}")]);
+        assert_eq!(got.unwrap(), want);
     }
 
     #[test]

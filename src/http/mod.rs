@@ -66,6 +66,7 @@ pub(crate) use response::read_response_head;
 pub use response::{Response, read_response};
 pub(crate) use uri::query_value;
 pub use uri::{percent_decode, percent_encode_path};
+pub(crate) use write::decimal;
 pub use write::{reason_phrase, write_request, write_response};
 
 /// Default for [`Limits::max_request_line`]: 8 KiB.
@@ -177,8 +178,26 @@ pub(crate) fn keep_alive(version: Version, headers: &Headers) -> bool {
 
 /// `tchar` of RFC 9110 section 5.6.2: the bytes of a method or a header name.
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// [`is_tchar`] as a table: header names are checked byte by byte.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = *b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// A non-empty sequence of `tchar`s.
 pub(crate) fn is_token(s: &[u8]) -> bool {

@@ -66,6 +66,11 @@ impl RequestHead {
     /// ```
     pub fn path(&self) -> &str {
         let t = self.target.as_str();
+        if t.starts_with('/') {
+            // Origin form, the usual one: up to a query or fragment.
+            let end = t.bytes().position(|b| b == b'?' || b == b'#');
+            return end.and_then(|end| t.get(..end)).unwrap_or(t);
+        }
         let t = match strip_scheme(t) {
             // Absolute form: the path starts at the first '/' after the authority.
             Some(rest) => match rest.find(['/', '?', '#']).and_then(|i| rest.get(i..)) {
@@ -132,7 +137,7 @@ pub fn read_request_head<R: BufRead>(
     if !skip_empty_lines(r)? {
         return Ok(None);
     }
-    let mut line = Vec::new();
+    let mut line = Vec::with_capacity(256);
     match read_line(r, limits.max_request_line.saturating_add(2), &mut line)? {
         Line::Complete { .. } if line.len() <= limits.max_request_line => {}
         Line::Complete { .. } | Line::TooLong => return Err(HttpError::UriTooLong),

@@ -60,26 +60,28 @@ pub fn write_response<W: Write>(
     if bodiless && !body.is_empty() {
         return Err(invalid("1xx and 204 responses have no body"));
     }
-    let mut head = Vec::with_capacity(128);
-    write!(head, "HTTP/1.1 {status} {}\r\n", reason_phrase(status))?;
+    let mut head = Head::new();
+    head.put(b"HTTP/1.1 ");
+    head.decimal(u64::from(status));
+    head.put(b" ");
+    head.put(reason_phrase(status).as_bytes());
+    head.put(b"\r\n");
     if !bodiless {
-        write!(head, "Content-Length: {}\r\n", body.len())?;
+        head.put(b"Content-Length: ");
+        head.decimal(body.len() as u64);
+        head.put(b"\r\n");
     }
     let has_type = extra_headers
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
     if !body.is_empty() && !has_type {
-        head.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+        head.put(b"Content-Type: text/plain; charset=utf-8\r\n");
     }
     if close {
-        head.extend_from_slice(b"Connection: close\r\n");
+        head.put(b"Connection: close\r\n");
     }
-    for (name, value) in extra_headers {
-        write!(head, "{name}: {value}\r\n")?;
-    }
-    head.extend_from_slice(b"\r\n");
-    w.write_all(&head)?;
-    w.write_all(body)
+    head.fields(extra_headers);
+    head.send(w, body)
 }
 
 /// Writes a complete HTTP/1.1 request with `Host`, `Content-Length` (always, also 0) and
@@ -129,15 +131,93 @@ pub fn write_request<W: Write>(
             return Err(invalid("framing headers are written by write_request"));
         }
     }
-    let mut head = Vec::with_capacity(128);
-    write!(head, "{method} {target} HTTP/1.1\r\nHost: {host}\r\n")?;
-    write!(head, "Content-Length: {}\r\n", body.len())?;
-    for (name, value) in headers {
-        write!(head, "{name}: {value}\r\n")?;
+    let mut head = Head::new();
+    head.put(method.as_bytes());
+    head.put(b" ");
+    head.put(target.as_bytes());
+    head.put(b" HTTP/1.1\r\nHost: ");
+    head.put(host.as_bytes());
+    head.put(b"\r\nContent-Length: ");
+    head.decimal(body.len() as u64);
+    head.put(b"\r\n");
+    head.fields(headers);
+    head.send(w, body)
+}
+
+/// A message head being put together: on the stack while it is short (a
+/// publish's answer, a delivery's request), so that writing one allocates
+/// nothing and formats nothing.
+struct Head {
+    short: [u8; HEAD_ON_STACK],
+    len: usize,
+    /// Set once the head outgrows `short`: the whole head.
+    long: Vec<u8>,
+}
+
+const HEAD_ON_STACK: usize = 256;
+
+impl Head {
+    fn new() -> Head {
+        Head {
+            short: [0; HEAD_ON_STACK],
+            len: 0,
+            long: Vec::new(),
+        }
     }
-    head.extend_from_slice(b"\r\n");
-    w.write_all(&head)?;
-    w.write_all(body)
+
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if self.long.is_empty() {
+            if let Some(room) = self.short.get_mut(self.len..self.len + bytes.len()) {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.long.extend_from_slice(&self.short[..self.len]);
+        }
+        self.long.extend_from_slice(bytes);
+    }
+
+    fn decimal(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        self.put(decimal(n, &mut digits).as_bytes());
+    }
+
+    /// `name: value` lines, then the empty line that ends the head.
+    fn fields(&mut self, fields: &[(&str, &str)]) {
+        for (name, value) in fields {
+            self.put(name.as_bytes());
+            self.put(b": ");
+            self.put(value.as_bytes());
+            self.put(b"\r\n");
+        }
+        self.put(b"\r\n");
+    }
+
+    /// Writes the head, then `body`.
+    fn send<W: Write>(&self, w: &mut W, body: &[u8]) -> io::Result<()> {
+        if self.long.is_empty() {
+            w.write_all(&self.short[..self.len])?;
+        } else {
+            w.write_all(&self.long)?;
+        }
+        w.write_all(body)
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 /// The reason phrase for `status`, or `""` for a code without one here.
@@ -207,6 +287,25 @@ fn invalid(msg: &'static str) -> io::Error {
 mod tests {
     use super::*;
     use crate::http::{Limits, read_body, read_request_head, read_response};
+
+    #[test]
+    fn decimal_writes_every_width() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 99, 1_796_063_850_630_306, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+        }
+    }
+
+    #[test]
+    fn a_head_past_the_stack_buffer_is_written_whole() {
+        let long = "v".repeat(300);
+        let mut out = Vec::new();
+        write_request(&mut out, "POST", "/msg", "h", &[("X-Long", &long)], b"{}").unwrap();
+        let want = format!(
+            "POST /msg HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Long: {long}\r\n\r\n{{}}"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
 
     fn response(status: u16, extra: &[(&str, &str)], body: &[u8], close: bool) -> String {
         let mut out = Vec::new();
