@@ -67,6 +67,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 thread_local! {
     /// Where [`body`] writes a body before it becomes its `Arc`.
     static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// The subscriptions matching the message being routed, reused.
+    static MATCHING: std::cell::RefCell<Vec<Subscription>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The `POST /msg` body of a message at a QoS: qos 1 adds `"id"`. Written
@@ -347,10 +349,22 @@ impl Registry {
     /// Who gets a message on `topic` at `qos` (counting the publish for the
     /// console); `None` if no one.
     fn targets(&self, topic: &str, qos: Qos) -> Option<Targets> {
-        let mut subs: Vec<Subscription> = Vec::new();
+        MATCHING.with_borrow_mut(|subs| {
+            let targets = self.targets_of(topic, qos, subs);
+            if subs.capacity() > 1024 {
+                // A large fan-out's list is not kept.
+                *subs = Vec::new();
+            }
+            targets
+        })
+    }
+
+    /// [`Registry::targets`], with `subs` to gather the matching
+    /// subscriptions in.
+    fn targets_of(&self, topic: &str, qos: Qos, subs: &mut Vec<Subscription>) -> Option<Targets> {
         let mut routing = self.routing();
         routing.count_publish(topic);
-        routing.matching(topic, &mut subs);
+        routing.matching(topic, subs);
         if subs.is_empty() {
             return None;
         }
@@ -360,7 +374,7 @@ impl Registry {
             endpoints: Vec::with_capacity(subs.len()),
             streams: Vec::new(),
         };
-        for s in &subs {
+        for s in subs.iter() {
             match s.target {
                 Target::Endpoint(addr) => {
                     if let Some(e) = endpoints.get(&addr) {

@@ -142,7 +142,10 @@ impl Headers {
     /// Whether any field called `name` holds `token` in its comma-separated list, compared
     /// ASCII-case-insensitively (`Connection: keep-alive, Upgrade` has `upgrade`).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.list(name).any(|t| t.eq_ignore_ascii_case(token))
+        self.get_all(name).any(|v| {
+            v.split(',')
+                .any(|t| trim_ows_str(t).eq_ignore_ascii_case(token))
+        })
     }
 
     /// The elements of the comma-separated lists of every field called `name`, trimmed, with
@@ -150,7 +153,7 @@ impl Headers {
     pub(crate) fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.get_all(name)
             .flat_map(|v| v.split(','))
-            .map(|t| t.trim_matches([' ', '\t']))
+            .map(trim_ows_str)
     }
 }
 
@@ -220,6 +223,15 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
     }
     // Names are ASCII tokens; values may hold obs-text, kept as U+FFFD where not UTF-8.
     Ok((name, value))
+}
+
+/// `s` without SP/HTAB on either side.
+pub(crate) fn trim_ows_str(s: &str) -> &str {
+    let ows = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = s.bytes().take_while(ows).count();
+    let end = s.len() - s.bytes().rev().take_while(ows).count();
+    // Only ASCII bytes are cut off: both ends fall on char boundaries.
+    s.get(start..end.max(start)).unwrap_or_default()
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {

@@ -10,7 +10,7 @@
 use std::io::{BufRead, Read};
 
 use super::chunked::read_chunked;
-use super::headers::read_header_section;
+use super::headers::{read_header_section, trim_ows_str};
 use super::line::{Line, read_line};
 use super::{
     Headers, HttpError, Limits, MAX_LEADING_EMPTY_LINES, Version, is_tchar, is_token, keep_alive,
@@ -243,12 +243,15 @@ pub(crate) fn message_framing(
         };
     }
     let mut length = None;
-    for value in headers.list("content-length") {
-        let n = parse_content_length(value)?;
-        if length.is_some_and(|l| l != n) {
-            return Err(HttpError::BadRequest("conflicting content-length"));
+    // The elements of every Content-Length list, as `headers.list` gives them.
+    for value in headers.get_all("content-length") {
+        for element in value.split(',') {
+            let n = parse_content_length(trim_ows_str(element))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HttpError::BadRequest("conflicting content-length"));
+            }
+            length = Some(n);
         }
-        length = Some(n);
     }
     Ok(length.map(BodyFraming::Length))
 }
@@ -258,11 +261,11 @@ fn parse_content_length(value: &str) -> Result<usize, HttpError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HttpError::BadRequest("invalid content-length"));
     }
-    value
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or(HttpError::BadRequest("content-length overflow"))
+    value.bytes().try_fold(0usize, |n, digit| {
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(usize::from(digit - b'0')))
+            .ok_or(HttpError::BadRequest("content-length overflow"))
+    })
 }
 
 /// `true` for `Expect: 100-continue`, an error for any other expectation.

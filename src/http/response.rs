@@ -95,7 +95,7 @@ pub(crate) fn read_response_head<R: BufRead>(
     r: &mut R,
     limits: &Limits,
 ) -> Result<(Version, u16, String, Headers), HttpError> {
-    let mut line = Vec::new();
+    let mut line = Vec::with_capacity(128);
     for skipped in 0..=MAX_INTERIM_RESPONSES {
         match read_line(r, limits.max_request_line.saturating_add(2), &mut line)? {
             Line::Complete { .. } if line.len() <= limits.max_request_line => {}

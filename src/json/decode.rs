@@ -118,7 +118,7 @@ impl<'a> Parser<'a> {
 
     /// Members of the top-level object, after its `{`, through its `}`.
     fn top_object(&mut self) -> Result<Object, JsonError> {
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(4);
         self.skip_ws();
         if self.eat(b'}') {
             return Ok(Object { entries });
@@ -126,7 +126,7 @@ impl<'a> Parser<'a> {
         loop {
             let key = self.member_key()?;
             let value = self.value()?;
-            entries.push((key.into_owned(), value));
+            entries.push((super::key(key), value));
             self.skip_ws();
             if self.eat(b',') {
                 self.after_comma(b'}')?;

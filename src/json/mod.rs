@@ -90,7 +90,22 @@ impl Value {
 /// A top-level JSON object: its keys in document order (duplicates kept).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Object {
-    entries: Vec<(String, Value)>,
+    entries: Vec<(Key, Value)>,
+}
+
+/// A member's key: the protocol's own keys are not copied.
+type Key = std::borrow::Cow<'static, str>;
+
+/// Keys of the protocol's bodies, kept without an allocation when a body
+/// spells them so (the Go client does).
+const KNOWN_KEYS: [&str; 6] = ["data", "qos", "port", "retain", "Topic", "topic"];
+
+/// `key` as a [`Key`].
+fn key(key: std::borrow::Cow<'_, str>) -> Key {
+    match KNOWN_KEYS.iter().find(|known| **known == key) {
+        Some(known) => Key::Borrowed(known),
+        None => Key::Owned(key.into_owned()),
+    }
 }
 
 impl Object {
@@ -151,7 +166,7 @@ impl Object {
 
     /// Iterates over the members in document order, duplicates included.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
     }
 }
 
