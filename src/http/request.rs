@@ -327,6 +327,16 @@ const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
 
 /// Reads exactly `n` bytes; the caller has checked `n` against the body limit.
 pub(crate) fn read_exact_body<R: BufRead>(r: &mut R, n: usize) -> Result<Vec<u8>, HttpError> {
+    if n == 0 {
+        // Nothing to wait for (a read now would wait for the next message).
+        return Ok(Vec::new());
+    }
+    if let Some(whole) = r.fill_buf()?.get(..n) {
+        // Buffered whole, as a pipelined request's body mostly is.
+        let body = whole.to_vec();
+        r.consume(n);
+        return Ok(body);
+    }
     let mut body = Vec::with_capacity(n.min(INITIAL_BODY_CAPACITY));
     Read::take(r, take_len(n)).read_to_end(&mut body)?;
     if body.len() < n {

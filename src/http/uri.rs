@@ -23,6 +23,9 @@ use super::HttpError;
 /// # Ok::<(), message_broker::http::HttpError>(())
 /// ```
 pub fn percent_decode(s: &str) -> Result<Vec<u8>, HttpError> {
+    if !s.contains('%') {
+        return Ok(s.as_bytes().to_vec());
+    }
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {

@@ -346,3 +346,35 @@ fn path_and_query_table() {
         assert_eq!((head.path(), head.query()), (path, query), "{target}");
     }
 }
+
+/// A peer that sent nothing more: any read would wait for it.
+struct Silent;
+
+impl std::io::Read for Silent {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+#[test]
+fn an_empty_or_buffered_body_is_read_without_waiting_on_the_peer() {
+    let limits = Limits::default();
+    let mut silent = std::io::BufReader::new(Silent);
+    assert_eq!(
+        read_body(&mut silent, BodyFraming::Length(0), &limits).unwrap(),
+        b""
+    );
+    // A body already in the buffer, and one that is not all there yet.
+    let mut conn = std::io::BufReader::new(std::io::Read::chain(&b"abcdefgh"[..], Silent));
+    assert_eq!(
+        read_body(&mut conn, BodyFraming::Length(3), &limits).unwrap(),
+        b"abc"
+    );
+    assert_eq!(
+        read_body(&mut conn, BodyFraming::Length(5), &limits).unwrap(),
+        b"defgh"
+    );
+    let mut short = std::io::BufReader::new(std::io::Read::chain(&b"ab"[..], Silent));
+    let err = read_body(&mut short, BodyFraming::Length(3), &limits).unwrap_err();
+    assert!(matches!(err, HttpError::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+}
