@@ -42,8 +42,10 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activi
         admitted: false,
         stream: None,
         wakes: Arc::default(),
+        counted: Counted::default(),
     };
     let why = server::serve(stream, &settings, &mut handler);
+    handler.flush_counts();
     // What the last requests queued, if no read came after them.
     Registry::wake(&mut lock(&handler.wakes));
     log::debug!("connection from {peer} closed: {why:?}");
@@ -63,6 +65,33 @@ struct Handler<'a> {
     /// handled (each stream then writes the burst at once). Shared with the
     /// request loop's `before_read`; only this connection's thread uses it.
     wakes: Arc<Mutex<Wakes>>,
+    /// Counted here during a burst of requests, added to the shared
+    /// counters before the connection waits (one atomic add each per burst,
+    /// not per request, where many connections share them).
+    counted: Counted,
+}
+
+#[derive(Default)]
+struct Counted {
+    requests: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Handler<'_> {
+    fn flush_counts(&mut self) {
+        let m = &self.shared.registry.metrics;
+        let counted = std::mem::take(&mut self.counted);
+        for (counter, n) in [
+            (&m.requests, counted.requests),
+            (&m.bytes_in, counted.bytes_in),
+            (&m.bytes_out, counted.bytes_out),
+        ] {
+            if n > 0 {
+                metrics::add(counter, n);
+            }
+        }
+    }
 }
 
 impl server::Handler for Handler<'_> {
@@ -76,7 +105,7 @@ impl server::Handler for Handler<'_> {
     }
 
     fn handle(&mut self, head: &RequestHead, body: &[u8]) -> Reply {
-        metrics::add(&self.shared.registry.metrics.requests, 1);
+        self.counted.requests += 1;
         let action = match route::route(&head.method, head.path(), body) {
             Ok(action) => action,
             Err(reject) => {
@@ -140,6 +169,7 @@ impl server::Handler for Handler<'_> {
     }
 
     fn take_over(&mut self, socket: &mut Socket) -> io::Result<u64> {
+        self.flush_counts();
         Registry::wake(&mut lock(&self.wakes));
         let Some(request) = self.stream.take() else {
             return Ok(0);
@@ -149,12 +179,12 @@ impl server::Handler for Handler<'_> {
     }
 
     fn end(&mut self, traffic: Traffic) {
-        let m = &self.shared.registry.metrics;
-        metrics::add(&m.bytes_in, traffic.read);
-        metrics::add(&m.bytes_out, traffic.written);
+        self.counted.bytes_in += traffic.read;
+        self.counted.bytes_out += traffic.written;
     }
 
     fn idle(&mut self) {
+        self.flush_counts();
         self.activity.idle();
     }
 
