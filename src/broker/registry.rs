@@ -369,7 +369,9 @@ impl Registry {
             return None;
         }
         let endpoints = lock(&self.endpoints);
-        let streams = lock(&self.streams);
+        // Streams are locked only for a message one of them takes.
+        let to_streams = subs.iter().any(|s| matches!(s.target, Target::Stream(_)));
+        let streams = to_streams.then(|| lock(&self.streams));
         let mut targets = Targets {
             endpoints: Vec::with_capacity(subs.len()),
             streams: Vec::new(),
@@ -382,7 +384,7 @@ impl Registry {
                     }
                 }
                 Target::Stream(n) => {
-                    if let Some(stream) = streams.get(&n) {
+                    if let Some(stream) = streams.as_ref().and_then(|streams| streams.get(&n)) {
                         targets.streams.push(stream.clone());
                     }
                 }
