@@ -58,16 +58,22 @@ median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 row() { # name servers scenario-flags...
   local name=$1 servers=$2; shift 2
   local line="| $name |" s
-  declare -A thr p99 lost rss
-  for s in $servers; do
-    local t=() p=() l=0 r=0 o
-    for _ in $(seq "$rounds"); do
+  declare -A thr p99 lost rss ts ps
+  # Rounds outside, servers inside: each server's runs are spread over the
+  # same stretch of time, so a drift of this noisy machine hits all alike.
+  for _ in $(seq "$rounds"); do
+    for s in $servers; do
+      local o a b c d
       o=$(one "$s" "$@")
       read -r a b c d <<<"$o"
-      t+=("${a:-0}"); p+=("${b:-0}"); l=$(( l > ${c:-0} ? l : ${c:-0} )); r=$(( r > ${d:-0} ? r : ${d:-0} ))
+      ts[$s]+="${a:-0} "; ps[$s]+="${b:-0} "
+      lost[$s]=$(( ${lost[$s]:-0} > ${c:-0} ? ${lost[$s]:-0} : ${c:-0} ))
+      rss[$s]=$(( ${rss[$s]:-0} > ${d:-0} ? ${rss[$s]:-0} : ${d:-0} ))
     done
-    thr[$s]=$(printf '%s\n' "${t[@]}" | median); p99[$s]=$(printf '%s\n' "${p[@]}" | median)
-    lost[$s]=$l; rss[$s]=$r
+  done
+  for s in $servers; do
+    thr[$s]=$(tr ' ' '\n' <<<"${ts[$s]}" | grep . | median)
+    p99[$s]=$(tr ' ' '\n' <<<"${ps[$s]}" | grep . | median)
   done
   for s in ours nats mosquitto mock; do
     if [ -n "${thr[$s]:-}" ]; then
