@@ -5,8 +5,8 @@
 //! never interprets what it carries: framing is [`crate::http`]'s job.
 
 use crate::deadline::{self, Socket};
-use crate::http::{self, HttpError, Limits, Response};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use crate::http::{self, HttpError, Limits, PLAIN_ACCEPTED, Response};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,13 @@ impl Write for TimeoutWriter {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A response's status, and whether the connection stays open after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Status {
+    pub(crate) status: u16,
+    pub(crate) keep_alive: bool,
 }
 
 /// One persistent HTTP/1.1 connection to a peer.
@@ -150,6 +157,34 @@ impl Connection {
         self.writer.flush()
     }
 
+    /// What a delivery needs of the next response, which must arrive
+    /// within the timeout from now: its status, and whether the connection
+    /// stays open. The answer our client and most subscribers give, a
+    /// plain `202 Accepted`, is recognized by its bytes without parsing.
+    pub(crate) fn read_status(&mut self, limits: &Limits) -> Result<Status, HttpError> {
+        self.reader.get_mut().deadline = deadline::after(self.timeout);
+        let available = loop {
+            match self.reader.fill_buf() {
+                Ok(available) => break available,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if available.starts_with(PLAIN_ACCEPTED) {
+            self.reader.consume(PLAIN_ACCEPTED.len());
+            return Ok(Status {
+                status: 202,
+                keep_alive: true,
+            });
+        }
+        // Anything else (or a plain answer not all here yet) is parsed.
+        let response = http::read_response(&mut self.reader, limits)?;
+        Ok(Status {
+            status: response.status,
+            keep_alive: response.keep_alive,
+        })
+    }
+
     /// Reads one response, which must arrive within the timeout from now.
     pub(crate) fn read_response(&mut self, limits: &Limits) -> Result<Response, HttpError> {
         self.read_response_by(limits, deadline::after(self.timeout))
@@ -224,4 +259,54 @@ fn write_post(
         n += 1;
     }
     http::write_request(w, "POST", target, host, &headers[..n], body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn the_plain_answer_reads_as_the_parser_reads_it() {
+        let parsed = http::read_response(&mut &PLAIN_ACCEPTED[..], &response_limits()).unwrap();
+        assert_eq!((parsed.status, parsed.keep_alive), (202, true));
+        assert!(parsed.body.is_empty());
+    }
+
+    #[test]
+    fn statuses_of_plain_and_other_answers_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut answers = PLAIN_ACCEPTED.repeat(2);
+            answers.extend_from_slice(b"HTTP/1.1 200 OK\r\nDate: x\r\nContent-Length: 2\r\n\r\nok");
+            // A plain answer cut in two, the rest in a second write (which
+            // the reader may or may not find joined to the first: either
+            // way the statuses are the same).
+            answers.extend_from_slice(&PLAIN_ACCEPTED[..10]);
+            s.write_all(&answers).unwrap();
+            let mut rest = PLAIN_ACCEPTED[10..].to_vec();
+            rest.extend_from_slice(
+                b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            );
+            s.write_all(&rest).unwrap();
+            // Holds the socket until the reader is done.
+            let _ = s.read(&mut [0; 1]);
+        });
+        let mut conn = Connection::connect(addr, Duration::from_secs(5)).unwrap();
+        let limits = response_limits();
+        let got: Vec<Status> = (0..5).map(|_| conn.read_status(&limits).unwrap()).collect();
+        let kept = |status| Status {
+            status,
+            keep_alive: true,
+        };
+        let closing = Status {
+            status: 202,
+            keep_alive: false,
+        };
+        assert_eq!(got, [kept(202), kept(202), kept(200), kept(202), closing]);
+        drop(conn);
+        peer.join().unwrap();
+    }
 }

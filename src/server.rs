@@ -7,7 +7,7 @@
 //! Owns the socket of one peer; knows nothing of topics or subscribers.
 
 use crate::deadline::{self, Socket, is_timeout};
-use crate::http::{self, BodyFraming, HttpError, Limits, RequestHead, decimal};
+use crate::http::{self, BodyFraming, HttpError, Limits, PLAIN_ACCEPTED, RequestHead, decimal};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::OnceLock;
@@ -474,7 +474,7 @@ fn write_reply(
         && !keep_alive_10
     {
         // A plain publish's answer, the most frequent of all.
-        return writer.write_all(ACCEPTED);
+        return writer.write_all(PLAIN_ACCEPTED);
     }
     // On the stack: a publish's answer allocates nothing.
     let mut digits = [0u8; 20];
@@ -502,10 +502,6 @@ fn write_reply(
         close,
     )
 }
-
-/// `202 Accepted` with nothing else, as [`http::write_response`] writes it
-/// (a test holds them equal).
-const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
 
 /// Most headers a handler gives a [`Reply`] (`Allow`, `Content-Type`,
 /// `WWW-Authenticate`: one at a time).
@@ -574,10 +570,10 @@ mod tests {
     fn the_plain_accepted_answer_is_what_write_response_writes() {
         let mut general = Vec::new();
         http::write_response(&mut general, 202, &[], b"", false).unwrap();
-        assert_eq!(general, ACCEPTED);
+        assert_eq!(general, PLAIN_ACCEPTED);
         let mut fast = Vec::new();
         write_reply(&mut fast, &Reply::accepted(), false, false).unwrap();
-        assert_eq!(fast, ACCEPTED);
+        assert_eq!(fast, PLAIN_ACCEPTED);
         // Anything more takes the general way.
         let mut with_id = Vec::new();
         let mut reply = Reply::accepted();

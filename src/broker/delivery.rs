@@ -145,7 +145,7 @@ impl Pipeline {
                 let Some(conn) = self.conn.as_mut() else {
                     return Err(DropReason::Io("not connected".into()));
                 };
-                match conn.read_response(&limits) {
+                match conn.read_status(&limits) {
                     Ok(response) => break response,
                     Err(e) if self.may_resend && is_silent_close(&e) => self.resend()?,
                     Err(e) => {

@@ -66,7 +66,7 @@ pub(crate) use response::read_response_head;
 pub use response::{Response, read_response};
 pub(crate) use uri::query_value;
 pub use uri::{percent_decode, percent_encode_path};
-pub(crate) use write::decimal;
+pub(crate) use write::{PLAIN_ACCEPTED, decimal};
 pub use write::{reason_phrase, write_request, write_response};
 
 /// Default for [`Limits::max_request_line`]: 8 KiB.

@@ -205,6 +205,11 @@ impl Head {
     }
 }
 
+/// `202 Accepted` with an empty body and nothing else, byte for byte as
+/// [`write_response`] writes it (a test holds them equal): the answer to a
+/// plain publish and to a delivery, sent and recognized as a constant.
+pub(crate) const PLAIN_ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+
 /// `n` in decimal, written into `buf`.
 pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut at = buf.len();
