@@ -11,7 +11,7 @@ run() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$1" --bind 127.0.0.1 -p $port 2>/dev/null & local pid=$!
   for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.02; done
-  "$lg" http --broker 127.0.0.1:$port --size 64 --listen-base-port $(( 20000 + RANDOM % 15000 )) "${@:2}" 2>/dev/null | grep -o '"throughput":[0-9.]*' | cut -d: -f2
+  "$lg" http --broker 127.0.0.1:$port --size 64 --listen-base-port $(( 20000 + RANDOM % 12000 )) "${@:2}" 2>/dev/null | grep -o '"throughput":[0-9.]*' | cut -d: -f2
   kill $pid; wait $pid 2>/dev/null
 }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }

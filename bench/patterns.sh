@@ -8,11 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 cargo build --release -q --bin broker --example stream_benchmark
-port=$((20000 + RANDOM % 20000))
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 300); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return; sleep 0.02; done; echo "patterns: nothing listens on $1" >&2; exit 1; }
 run() { # SUBSCRIPTIONS TOPIC
+  local port
+  port=$(free_port)
   target/release/broker --bind 127.0.0.1 -p "$port" --log-level error &
   local pid=$!
-  sleep 0.3
+  wait_port "$port"
   target/release/examples/stream_benchmark subscriptions -a "127.0.0.1:$port" \
     --subscriptions "$1" -m 100000 --window 64 --topic "$2" 2>/dev/null \
     | sed -n 's/.*"publish_per_s":\([0-9]*\).*/\1/p'

@@ -39,13 +39,15 @@ start() { # server; sets pid and port
 }
 stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; pid=; }
 
+# Subscribers listen on ports below Linux's ephemeral range (32768 on), so
+# that no connection's own port can take one of theirs.
 one() { # server scenario-flags...; prints "throughput p99 lost rss_kib"
   local server=$1; shift
   start "$server"
   local proto=http target=--broker
   case $server in nats) proto=nats target=--server ;; mosquitto) proto=mqtt target=--server ;; esac
   local out
-  out=$("$lg" "$proto" "$target" "127.0.0.1:$port" --size 64 --listen-base-port "$(( 20000 + RANDOM % 20000 ))" "$@" 2>/dev/null | tail -1)
+  out=$("$lg" "$proto" "$target" "127.0.0.1:$port" --size 64 --listen-base-port "$(( 20000 + RANDOM % 12000 ))" "$@" 2>/dev/null | tail -1)
   local rss
   rss=$("$lg" rss --pid "$pid" | grep -o '"vm_hwm_kib":[0-9]*' | cut -d: -f2)
   stop

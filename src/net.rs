@@ -162,26 +162,29 @@ impl Connection {
     /// stays open. The answer our client and most subscribers give, a
     /// plain `202 Accepted`, is recognized by its bytes without parsing.
     pub(crate) fn read_status(&mut self, limits: &Limits) -> Result<Status, HttpError> {
-        self.reader.get_mut().deadline = deadline::after(self.timeout);
-        let available = loop {
-            match self.reader.fill_buf() {
-                Ok(available) => break available,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+        // Already buffered, the plain answer needs no wait, so no deadline.
+        if !self.reader.buffer().starts_with(PLAIN_ACCEPTED) {
+            self.reader.get_mut().deadline = deadline::after(self.timeout);
+            let available = loop {
+                match self.reader.fill_buf() {
+                    Ok(available) => break available,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if !available.starts_with(PLAIN_ACCEPTED) {
+                // Anything else (or a plain answer not all here yet) is parsed.
+                let response = http::read_response(&mut self.reader, limits)?;
+                return Ok(Status {
+                    status: response.status,
+                    keep_alive: response.keep_alive,
+                });
             }
-        };
-        if available.starts_with(PLAIN_ACCEPTED) {
-            self.reader.consume(PLAIN_ACCEPTED.len());
-            return Ok(Status {
-                status: 202,
-                keep_alive: true,
-            });
         }
-        // Anything else (or a plain answer not all here yet) is parsed.
-        let response = http::read_response(&mut self.reader, limits)?;
+        self.reader.consume(PLAIN_ACCEPTED.len());
         Ok(Status {
-            status: response.status,
-            keep_alive: response.keep_alive,
+            status: 202,
+            keep_alive: true,
         })
     }
 

@@ -195,8 +195,13 @@ struct Conn {
     socket: Socket,
     out: Vec<u8>,
     traffic: Traffic,
-    /// While a request is being read: when it must have arrived.
+    /// While a request is being read: when it must have arrived. Set at
+    /// the first read the request waits for (the bytes of a pipelined burst
+    /// are read by then: a request that needs no read sets no clock).
     deadline: Option<Instant>,
+    /// A request is being read.
+    in_request: bool,
+    request_timeout: Duration,
     idle_timeout: Duration,
     write_timeout: Duration,
     /// A write failed (or timed out): the peer is not reading, and nothing
@@ -274,7 +279,12 @@ impl Read for Conn {
         // one, its deadline, then a 408 (which the watchdog, if it is the
         // one that cuts the read, sends itself: after it nothing can be).
         let (deadline, farewell) = match self.deadline {
-            None => (deadline::after(self.idle_timeout), None),
+            None if !self.in_request => (deadline::after(self.idle_timeout), None),
+            None => {
+                let deadline = deadline::after(self.request_timeout);
+                self.deadline = Some(deadline);
+                (deadline, Some(timeout_answer()))
+            }
             Some(deadline) => (deadline, Some(timeout_answer())),
         };
         let n = self.socket.read_by_else(buf, deadline, farewell)?;
@@ -300,6 +310,8 @@ pub(crate) fn serve(
         out: Vec::with_capacity(WRITE_BUFFER),
         traffic: Traffic::default(),
         deadline: None,
+        in_request: false,
+        request_timeout: settings.request_timeout,
         idle_timeout: settings.idle_timeout,
         write_timeout: settings.write_timeout,
         write_failed: false,
@@ -325,7 +337,7 @@ pub(crate) fn serve(
         if !handler.begin() {
             break Close::Evicted;
         }
-        reader.get_mut().deadline = Instant::now().checked_add(settings.request_timeout);
+        reader.get_mut().in_request = true;
         let head = match http::read_request_head(&mut reader, limits) {
             Ok(Some(head)) => head,
             Ok(None) => break Close::Peer,
@@ -352,7 +364,9 @@ pub(crate) fn serve(
                 return answer_error(reader.get_mut(), e, handler);
             }
         };
-        reader.get_mut().deadline = None;
+        let conn = reader.get_mut();
+        conn.deadline = None;
+        conn.in_request = false;
         let reply = handler.handle(&head, &body);
         if reply.take_over {
             let conn = reader.get_mut();
