@@ -353,6 +353,11 @@ fn write_string_escapes_like_go() {
         ),
         ("\u{2028}\u{2029}", r#""\u2028\u2029""#),
         ("\u{7f}é中😀\u{ffff}", "\"\u{7f}é中😀\u{ffff}\""),
+        // Other characters that begin with 0xE2 are copied as they are.
+        (
+            "€\u{2027}a\u{2028}b\u{202a}\u{2029}",
+            "\"€\u{2027}a\\u2028b\u{202a}\\u2029\"",
+        ),
     ];
     for &(input, want) in cases {
         let mut out = String::from("prefix:");
