@@ -49,17 +49,7 @@ pub fn parse_object(input: &[u8]) -> Result<Object, JsonError> {
 
 /// The bytes that end a run of plain string content: a quote, a backslash and
 /// the control characters.
-const STRING_STOP: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
+const STRING_STOP: [bool; 256] = super::stop_table(b"\"\\");
 
 /// Cursor over validated UTF-8 input; `pos` never exceeds `src.len()`.
 /// Slices are only cut next to ASCII bytes, so always on char boundaries.

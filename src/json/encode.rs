@@ -60,21 +60,7 @@ pub fn write_string(out: &mut String, s: &str) {
 }
 
 /// The bytes [`write_string`] looks at: those it escapes, and 0xE2.
-const MAY_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
-    }
-    let mut i = 0;
-    let others = *b"\"\\<>&\xE2";
-    while i < others.len() {
-        table[others[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
+const MAY_ESCAPE: [bool; 256] = super::stop_table(b"\"\\<>&\xE2");
 
 enum Escape {
     Text(&'static str),

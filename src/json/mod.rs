@@ -87,6 +87,23 @@ impl Value {
     }
 }
 
+/// A table of the bytes that stop a scan of a string: the control
+/// characters and `extra`.
+const fn stop_table(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
 /// A top-level JSON object: its keys in document order (duplicates kept).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Object {

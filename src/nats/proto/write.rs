@@ -138,18 +138,8 @@ fn is_token(s: &str) -> bool {
 }
 
 /// Appends `n` in decimal, without allocating.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(crate::http::decimal(n, &mut [0; 20]).as_bytes());
 }
 
 #[cfg(test)]
