@@ -488,6 +488,18 @@ impl Endpoint {
     /// limit with nothing queued.
     pub(crate) fn next_batch(&self, batch: &mut Vec<Item>, settings: &Settings) -> Option<()> {
         let mut state = self.lock();
+        if state.queue.is_empty() {
+            // Once, before sleeping: the publishers' threads, runnable
+            // here, often queue the next messages in that time, and then
+            // this thread goes on without a sleep and a wake-up (a futex
+            // call each, and two context switches). 10 -> 10 at W=16 went
+            // from ~600,000 to ~800,000 deliveries/s, 1 -> 10 at W=1 from
+            // ~134,000 to ~413,000 (README, Performance). One system call
+            // per time the queue runs dry: nothing spins.
+            drop(state);
+            std::thread::yield_now();
+            state = self.lock();
+        }
         while state.queue.is_empty() && !state.closed {
             let deadline = deadline(&state, settings);
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
