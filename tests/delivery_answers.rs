@@ -539,3 +539,40 @@ fn qos0_closing_with_two_batches_in_flight_loses_only_the_unanswered() {
     assert_eq!(delivered, Some(11));
     assert_eq!(metric_value(broker.addr, "broker_subscribers"), Some(0));
 }
+
+/// A subscriber that closes its connection each time it has answered: the
+/// next message goes out on that connection (from the publisher's thread,
+/// when the delivery thread has slept a while, see `session::LEND_AFTER`),
+/// meets the close, and is sent again once on a new connection. Each of
+/// five rounds arrives once, in order, nothing is lost, the endpoint stays.
+fn closed_while_idle_then_published(qos: u8) {
+    let broker = BrokerProcess::start(&[]);
+    let endpoint = Manual::start();
+    subscribe_qos(broker.addr, "idle", endpoint.port, qos);
+    for round in 0..5 {
+        publish_pipelined(broker.addr, "idle", &names(round..round + 1), qos);
+        let mut conn = endpoint.accept();
+        let got = read_deliveries(&mut conn, 1);
+        assert_eq!(got[0].0, names(round..round + 1)[0], "round {round}");
+        answer(&mut conn, 1);
+        wait_delivered(&broker, round as u64 + 1);
+        drop(conn); // closed while idle
+    }
+    assert_eq!(metric_value(broker.addr, "broker_subscribers"), Some(1));
+    let page = get(broker.addr, "/metrics").text();
+    let lost: Vec<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("broker_messages_dropped_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert_eq!(lost, Vec::<&str>::new(), "{:?}", broker.log());
+}
+
+#[test]
+fn qos0_subscriber_closing_while_idle_gets_the_next_message_on_a_new_connection() {
+    closed_while_idle_then_published(0);
+}
+
+#[test]
+fn qos1_subscriber_closing_while_idle_gets_the_next_message_on_a_new_connection() {
+    closed_while_idle_then_published(1);
+}

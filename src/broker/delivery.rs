@@ -92,6 +92,9 @@ pub(crate) struct Pipeline {
     /// idle, and nothing has answered since: a close without a byte of
     /// answer is the peer having closed it while idle, worth one resend.
     may_resend: bool,
+    /// Why a lent write failed ([`Pipeline::write_lent`]), for the delivery
+    /// thread's next [`Pipeline::read`].
+    lent_error: Option<DropReason>,
 }
 
 impl Pipeline {
@@ -103,7 +106,50 @@ impl Pipeline {
             sent: VecDeque::new(),
             sent_bytes: 0,
             may_resend: false,
+            lent_error: None,
         }
+    }
+
+    /// Whether it holds an open connection with nothing in flight: worth
+    /// parking while the delivery thread sleeps.
+    pub(crate) fn is_idle_open(&self) -> bool {
+        self.sent.is_empty() && matches!(&self.conn, Some(c) if !c.has_buffered())
+    }
+
+    /// Whether a publisher's thread may write on it now: it is open, no
+    /// lent write failed, and the window has room.
+    pub(crate) fn may_lend(&self) -> bool {
+        self.lent_error.is_none()
+            && self.has_room()
+            && matches!(&self.conn, Some(c) if !c.has_buffered())
+    }
+
+    /// Writes `batch` (emptying it) on the open connection, from a
+    /// publisher's thread while the delivery thread sleeps: the message
+    /// reaches the subscriber without waiting for that thread to wake. It
+    /// never connects and never waits for an answer; the batch counts as in
+    /// flight, and a failure is left for the delivery thread's next
+    /// [`Pipeline::read`], which resends once on a new connection (the
+    /// connection sat idle) or reports it.
+    pub(crate) fn write_lent(&mut self, batch: &mut Vec<Item>) {
+        let from = self.sent.len();
+        self.sent_bytes += batch.iter().map(Item::size).sum::<usize>();
+        self.sent.extend(batch.drain(..));
+        if from == 0 {
+            // It sat idle: a close without an answer is worth a resend.
+            self.may_resend = true;
+        }
+        if self.conn.is_none() {
+            self.lent_error = Some(DropReason::Io("not connected".into()));
+        } else if let Err(reason) = self.write_from(from) {
+            self.lent_error = Some(reason);
+        }
+    }
+
+    /// A pipeline to the same endpoint, not connected: what the delivery
+    /// thread holds while its own is parked.
+    pub(crate) fn unconnected(&self) -> Pipeline {
+        Pipeline::new(self.addr, self.timeout)
     }
 
     /// Requests written and not yet answered.
@@ -139,6 +185,13 @@ impl Pipeline {
     /// Reads the answers to the oldest `n` requests in flight, moving each
     /// answered one to `answered`, in order.
     pub(crate) fn read(&mut self, n: usize, answered: &mut Vec<Item>) -> Result<(), DropReason> {
+        if let Some(reason) = self.lent_error.take() {
+            if self.may_resend {
+                self.resend()?;
+            } else {
+                return Err(reason);
+            }
+        }
         let limits = net::response_limits();
         for _ in 0..n.min(self.sent.len()) {
             let response = loop {
@@ -179,6 +232,7 @@ impl Pipeline {
         into.extend(self.sent.drain(..));
         self.sent_bytes = 0;
         self.conn = None;
+        self.lent_error = None;
     }
 
     /// Writes everything in flight again on a new connection, once.

@@ -26,9 +26,13 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
     loop {
-        let ahead = pipe.in_flight();
-        if ahead == 0 {
-            if endpoint.next_batch(&mut batch, &settings).is_none() {
+        if pipe.in_flight() == 0 {
+            // Answers to what a publisher's thread wrote meanwhile may be
+            // in flight when it returns.
+            if endpoint
+                .next_batch(&mut batch, &settings, &mut pipe)
+                .is_none()
+            {
                 if endpoint.is_closed() {
                     return;
                 }
@@ -43,6 +47,7 @@ pub(crate) fn run(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
         } else if pipe.has_room() {
             endpoint.try_batch(&mut batch);
         }
+        let ahead = pipe.in_flight();
         // The next batch goes out first, then the answers to the one before
         // it (or, with nothing new, to everything in flight) are read.
         let result = if batch.is_empty() {
