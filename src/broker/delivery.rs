@@ -113,15 +113,18 @@ impl Pipeline {
     /// Whether it holds an open connection with nothing in flight: worth
     /// parking while the delivery thread sleeps.
     pub(crate) fn is_idle_open(&self) -> bool {
-        self.sent.is_empty() && matches!(&self.conn, Some(c) if !c.has_buffered())
+        self.sent.is_empty() && self.is_open()
     }
 
     /// Whether a publisher's thread may write on it now: it is open, no
     /// lent write failed, and the window has room.
     pub(crate) fn may_lend(&self) -> bool {
-        self.lent_error.is_none()
-            && self.has_room()
-            && matches!(&self.conn, Some(c) if !c.has_buffered())
+        self.lent_error.is_none() && self.has_room() && self.is_open()
+    }
+
+    /// Connected, with no stray bytes read from the peer.
+    fn is_open(&self) -> bool {
+        matches!(&self.conn, Some(c) if !c.has_buffered())
     }
 
     /// Writes `batch` (emptying it) on the open connection, from a

@@ -128,9 +128,7 @@ struct State {
     /// flight; `None` while a publisher's thread writes on it (lent), or
     /// while the delivery thread holds it.
     parked: Option<Pipeline>,
-    /// The delivery thread parked its connection and waits for it back.
-    lent_out: bool,
-    /// When it parked it.
+    /// When the delivery thread parked its connection.
     parked_at: Instant,
     /// A lent write's batch, kept for the next one.
     spare: Vec<Item>,
@@ -186,7 +184,6 @@ impl Endpoint {
                 in_flight: (0, 0),
                 warned: false,
                 parked: None,
-                lent_out: false,
                 parked_at: Instant::now(),
                 spare: Vec::new(),
             }),
@@ -558,9 +555,9 @@ impl Endpoint {
             std::thread::yield_now();
             state = self.lock();
         }
-        if state.queue.is_empty() && !state.closed && pipe.is_idle_open() {
+        let parks = state.queue.is_empty() && !state.closed && pipe.is_idle_open();
+        if parks {
             state.parked = Some(std::mem::replace(pipe, pipe.unconnected()));
-            state.lent_out = true;
             state.parked_at = Instant::now();
         }
         let found = loop {
@@ -569,7 +566,7 @@ impl Endpoint {
             }
             // While a publisher's thread writes on the parked connection,
             // it is not this thread's to use.
-            let home = !state.lent_out || state.parked.is_some();
+            let home = !parks || state.parked.is_some();
             let written = state.parked.as_ref().is_some_and(|p| p.in_flight() > 0);
             if home && (!state.queue.is_empty() || written) {
                 break Some(());
@@ -592,7 +589,7 @@ impl Endpoint {
             // Awake now, it looks at its queue itself.
             state.wake_owed = false;
         };
-        if std::mem::take(&mut state.lent_out) {
+        if parks {
             // Still lent out if the endpoint closed meanwhile: the lender
             // puts it back, and the endpoint's end drops it.
             if let Some(parked) = state.parked.take() {
