@@ -11,7 +11,7 @@
 use std::io::{self, BufRead, Read, Write};
 
 use super::headers::read_header_section;
-use super::line::{Line, read_line};
+use super::line::{FromReader, Line, read_line};
 use super::{HttpError, Limits, MAX_CHUNK_SIZE_LINE, take_len};
 
 /// Decodes a chunked body.
@@ -29,7 +29,7 @@ pub(crate) fn read_chunked<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Vec
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
         };
         if size == 0 {
-            read_header_section(r, limits, &mut line)?; // trailers: validated, then dropped
+            read_header_section(&mut FromReader { r, line: &mut line }, limits)?; // trailers: validated, then dropped
             return Ok(body);
         }
         let fits = usize::try_from(size)

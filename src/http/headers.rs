@@ -7,11 +7,10 @@
 //! a line a stricter parser would read differently (obsolete folding, whitespace before the
 //! colon, control characters in a value).
 
-use std::io::BufRead;
 use std::ops::Range;
 
-use super::line::{Line, read_line};
-use super::{HttpError, Limits, is_token};
+use super::line::{Line, Lines};
+use super::{HttpError, Limits, is_tchar, is_token};
 
 /// Header fields in arrival order; names are compared ASCII-case-insensitively, values are
 /// trimmed of SP/HTAB.
@@ -164,10 +163,9 @@ impl Headers {
 /// [`HttpError::HeadersTooLarge`] over `limits.max_header_bytes` or `limits.max_headers`,
 /// [`HttpError::BadRequest`] for a malformed line, [`HttpError::UnexpectedEof`] if the reader
 /// ends first, [`HttpError::Io`] for transport errors.
-pub(crate) fn read_header_section<R: BufRead>(
-    r: &mut R,
+pub(crate) fn read_header_section(
+    lines: &mut impl Lines,
     limits: &Limits,
-    line: &mut Vec<u8>,
 ) -> Result<Headers, HttpError> {
     // The fields' bytes, one after the other, checked as UTF-8 once at the end.
     let mut text = Vec::with_capacity(256);
@@ -176,7 +174,8 @@ pub(crate) fn read_header_section<R: BufRead>(
     loop {
         let remaining = limits.max_header_bytes.saturating_sub(used);
         // Two extra bytes so that the CRLF ending the section always fits.
-        match read_line(r, remaining.saturating_add(2), line)? {
+        let (found, line) = lines.next_line(remaining.saturating_add(2))?;
+        match found {
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
             Line::TooLong => return Err(HttpError::HeadersTooLarge),
             Line::Complete { .. } if line.is_empty() => return Ok(Headers::from_raw(text, fields)),
@@ -200,6 +199,18 @@ pub(crate) fn read_header_section<R: BufRead>(
 
 /// Parses `name ":" OWS value OWS` (RFC 9112 section 5).
 fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
+    // The usual line in one pass over its name: a token, then the colon.
+    let name_len = line.iter().position(|&b| !is_tchar(b));
+    let (name, rest) = match name_len {
+        Some(n) if n > 0 && line.get(n) == Some(&b':') => line.split_at(n),
+        _ => return parse_odd_field_line(line),
+    };
+    field_value(name, rest)
+}
+
+/// [`parse_field_line`] for a line whose name is not a token followed by a colon: which
+/// error it is, in the order a reader meets them.
+fn parse_odd_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
         return Err(HttpError::BadRequest("obsolete line folding"));
     }
@@ -214,6 +225,11 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
     if !is_token(name) {
         return Err(HttpError::BadRequest("invalid header name"));
     }
+    field_value(name, rest)
+}
+
+/// The value after the colon that `rest` starts with, trimmed and checked.
+fn field_value<'a>(name: &'a [u8], rest: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), HttpError> {
     let value = trim_ows(rest.get(1..).unwrap_or_default());
     if !value
         .iter()
@@ -246,17 +262,32 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::line::{FromReader, InMemory};
     use super::*;
 
+    /// Reads a section line by line from a reader, and again where it lies in memory: both
+    /// must read the same (bytes missing at the end read as an unexpected end either way).
     fn read(input: &[u8], limits: &Limits) -> Result<Vec<(String, String)>, String> {
-        let mut r = input;
-        read_header_section(&mut r, limits, &mut Vec::new())
-            .map(|h| {
-                h.iter()
-                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                    .collect()
-            })
-            .map_err(|e| format!("{e:?}"))
+        let read = |lines: &mut dyn FnMut() -> Result<Headers, HttpError>| {
+            lines()
+                .map(|h| {
+                    h.iter()
+                        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                        .collect()
+                })
+                .map_err(|e| format!("{e:?}"))
+        };
+        let (mut r, mut line) = (input, Vec::new());
+        let reader = read(&mut || {
+            let mut lines = FromReader {
+                r: &mut r,
+                line: &mut line,
+            };
+            read_header_section(&mut lines, limits)
+        });
+        let memory = read(&mut || read_header_section(&mut InMemory::new(input), limits));
+        assert_eq!(reader, memory, "input {:?}", String::from_utf8_lossy(input));
+        reader
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -327,8 +358,7 @@ mod tests {
     #[test]
     fn looked_up_names_are_found_in_any_case_and_absent_ones_are_not() {
         let section = b"CONTENT-length: 5\r\nX: 1\r\nconnection: a\r\nConnection: b\r\n\r\n";
-        let h =
-            read_header_section(&mut &section[..], &Limits::default(), &mut Vec::new()).unwrap();
+        let h = read_header_section(&mut InMemory::new(section), &Limits::default()).unwrap();
         assert_eq!(h.get("Content-Length"), Some("5"));
         assert_eq!(h.get_all("CONNECTION").collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(h.get("x"), Some("1"));

@@ -11,7 +11,7 @@ use std::io::{BufRead, Read};
 
 use super::chunked::read_chunked;
 use super::headers::{read_header_section, trim_ows_str};
-use super::line::{Line, read_line};
+use super::line::{FromReader, InMemory, Line, Lines, read_line};
 use super::{
     Headers, HttpError, Limits, MAX_LEADING_EMPTY_LINES, Version, is_tchar, is_token, keep_alive,
     take_len,
@@ -137,20 +137,36 @@ pub fn read_request_head<R: BufRead>(
     if !skip_empty_lines(r)? {
         return Ok(None);
     }
+    // Most heads have arrived whole: they are parsed where they lie, with no
+    // line copied (and, if one has not, it is read line by line).
+    let (whole, used) = {
+        let mut lines = InMemory::new(r.fill_buf()?);
+        (parse_head(&mut lines, limits), lines.used())
+    };
+    if !matches!(whole, Err(HttpError::UnexpectedEof)) {
+        r.consume(used);
+        return whole.map(Some);
+    }
     let mut line = Vec::with_capacity(256);
-    match read_line(r, limits.max_request_line.saturating_add(2), &mut line)? {
+    parse_head(&mut FromReader { r, line: &mut line }, limits).map(Some)
+}
+
+/// A request head from its first line on.
+fn parse_head(lines: &mut impl Lines, limits: &Limits) -> Result<RequestHead, HttpError> {
+    let (found, line) = lines.next_line(limits.max_request_line.saturating_add(2))?;
+    match found {
         Line::Complete { .. } if line.len() <= limits.max_request_line => {}
         Line::Complete { .. } | Line::TooLong => return Err(HttpError::UriTooLong),
         Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
     };
-    let (method, target, version) = parse_request_line(&line)?;
-    let headers = read_header_section(r, limits, &mut line)?;
+    let (method, target, version) = parse_request_line(line)?;
+    let headers = read_header_section(lines, limits)?;
     let framing = message_framing(version, &headers)?.unwrap_or(BodyFraming::Empty);
     let expect_continue = match version {
         Version::Http11 => expects_continue(&headers)?,
         Version::Http10 => false,
     };
-    Ok(Some(RequestHead {
+    Ok(RequestHead {
         method,
         target,
         version,
@@ -158,7 +174,7 @@ pub fn read_request_head<R: BufRead>(
         headers,
         framing,
         expect_continue,
-    }))
+    })
 }
 
 /// Skips empty lines; `false` if the reader ended before a request began.

@@ -10,7 +10,7 @@
 use std::io::{self, BufRead, Read};
 
 use super::headers::read_header_section;
-use super::line::{Line, read_line};
+use super::line::{FromReader, Line, read_line};
 use super::request::{message_framing, read_body};
 use super::{Headers, HttpError, Limits, MAX_INTERIM_RESPONSES, Version};
 use super::{keep_alive, take_len};
@@ -106,7 +106,7 @@ pub(crate) fn read_response_head<R: BufRead>(
             Line::Eof { .. } => return Err(HttpError::UnexpectedEof),
         };
         let (version, status, reason) = parse_status_line(&line)?;
-        let headers = read_header_section(r, limits, &mut line)?;
+        let headers = read_header_section(&mut FromReader { r, line: &mut line }, limits)?;
         if (100..200).contains(&status) && status != 101 {
             continue;
         }
