@@ -38,6 +38,20 @@ const LENT_BYTES: usize = 16 * 1024;
 /// took it from ~90,000 to ~23,000/s). README, Performance.
 const LEND_AFTER: Duration = Duration::from_micros(100);
 
+/// How long a delivery thread whose queue ran dry keeps yielding, looking
+/// for the next message, before it sleeps, when messages come one at a
+/// time at most [`SPIN_GAP`] apart (a publisher that waits for each
+/// answer). Sleeping there left one core idle between messages, and on this
+/// 2-core VM lock-step 1 -> 1 fell, in one run in two, into a mode with
+/// twice the CPU per message and threads moving between cores (~25,000
+/// instead of ~110,000/s). Yielding, in 8 runs of 8: 121,994/s, p99 32 µs
+/// (README, Performance). Batches of more than one, and sparser messages
+/// (paced 5,000/s: 200 µs apart), sleep after one yield as before:
+/// spinning there cut W=64 from ~780,000 to ~640,000/s, its batches
+/// shrinking to a message or two.
+const SPIN: Duration = Duration::from_micros(50);
+const SPIN_GAP: Duration = Duration::from_micros(100);
+
 /// How sessions behave; see [`crate::broker::Config`] for the meanings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -130,6 +144,10 @@ struct State {
     parked: Option<Pipeline>,
     /// When the delivery thread parked its connection.
     parked_at: Instant,
+    /// How long the queue was dry the last time it ran dry, and how many
+    /// items the last batch took: whether a dry queue is worth [`SPIN`].
+    last_dry: Duration,
+    last_taken: usize,
     /// A lent write's batch, kept for the next one.
     spare: Vec<Item>,
 }
@@ -185,6 +203,8 @@ impl Endpoint {
                 warned: false,
                 parked: None,
                 parked_at: Instant::now(),
+                last_dry: Duration::MAX,
+                last_taken: 0,
                 spare: Vec::new(),
             }),
             wake: Condvar::new(),
@@ -543,16 +563,28 @@ impl Endpoint {
         pipe: &mut Pipeline,
     ) -> Option<()> {
         let mut state = self.lock();
-        if state.queue.is_empty() {
-            // Once, before sleeping: the publishers' threads, runnable
-            // here, often queue the next messages in that time, and then
-            // this thread goes on without a sleep and a wake-up (a futex
-            // call each, and two context switches). 10 -> 10 at W=16 went
-            // from ~600,000 to ~800,000 deliveries/s, 1 -> 10 at W=1 from
-            // ~134,000 to ~413,000 (README, Performance). One system call
-            // per time the queue runs dry: nothing spins.
+        let dry_since = state.queue.is_empty().then(Instant::now);
+        if let Some(began) = dry_since {
+            // Before sleeping, this thread yields: the publishers' threads,
+            // runnable here, often queue the next messages meanwhile, and
+            // then it goes on without a sleep and a wake-up (a futex call
+            // each, and two context switches). Once, as a rule: 10 -> 10 at
+            // W=16 went from ~600,000 to ~800,000 deliveries/s, 1 -> 10 at
+            // W=1 from ~134,000 to ~413,000 (README, Performance). For up to
+            // SPIN when messages come one at a time close behind each other
+            // (see SPIN).
+            let spin = if state.last_taken <= 1 && state.last_dry <= SPIN_GAP {
+                SPIN
+            } else {
+                Duration::ZERO
+            };
             drop(state);
-            std::thread::yield_now();
+            loop {
+                std::thread::yield_now();
+                if began.elapsed() >= spin || !self.lock().queue.is_empty() {
+                    break;
+                }
+            }
             state = self.lock();
         }
         let parks = state.queue.is_empty() && !state.closed && pipe.is_idle_open();
@@ -589,6 +621,9 @@ impl Endpoint {
             // Awake now, it looks at its queue itself.
             state.wake_owed = false;
         };
+        if let Some(began) = dry_since {
+            state.last_dry = began.elapsed();
+        }
         if parks {
             // Still lent out if the endpoint closed meanwhile: the lender
             // puts it back, and the endpoint's end drops it.
@@ -618,6 +653,7 @@ impl Endpoint {
     /// flight.
     fn take(&self, state: &mut State, batch: &mut Vec<Item>) {
         let n = state.queue.len().min(BATCH_MAX);
+        state.last_taken = n;
         let start = batch.len();
         batch.extend(state.queue.drain(..n));
         let (messages, taken) = messages_in(&batch[start..]);
