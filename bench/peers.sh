@@ -100,6 +100,7 @@ idle() { # servers: the RSS of each, started and not yet used (medians of rounds
   for s in "$@"; do
     v=$(for r in $(seq "$rounds"); do
       start "$s"
+      sleep 0.3 # the probe connection of wait_port has closed by then
       "$lg" rss --pid "$pid" | grep -o '"vm_rss_kib":[0-9]*' | cut -d: -f2
       stop
     done | median)

@@ -40,17 +40,19 @@ const LEND_AFTER: Duration = Duration::from_micros(100);
 
 /// How long a delivery thread whose queue ran dry keeps yielding, looking
 /// for the next message, before it sleeps, when messages come one at a
-/// time at most [`SPIN_GAP`] apart (a publisher that waits for each
-/// answer). Sleeping there left one core idle between messages, and on this
-/// 2-core VM lock-step 1 -> 1 fell, in one run in two, into a mode with
-/// twice the CPU per message and threads moving between cores (~25,000
-/// instead of ~110,000/s). Yielding, in 8 runs of 8: 121,994/s, p99 32 µs
-/// (README, Performance). Batches of more than one, and sparser messages
-/// (paced 5,000/s: 200 µs apart), sleep after one yield as before:
-/// spinning there cut W=64 from ~780,000 to ~640,000/s, its batches
-/// shrinking to a message or two.
+/// time and the last one came within this time of the queue running dry
+/// (a publisher that waits for each answer): it yields only where it would
+/// have caught the last message. Sleeping there left one core idle between
+/// messages, and on this 2-core VM lock-step 1 -> 1 fell, in one run in
+/// two, into a mode with twice the CPU per message and threads moving
+/// between cores (~25,000 instead of ~110,000/s); yielding, 8 runs: median
+/// 111,868/s, the slowest 63,837 (README, Performance). Batches of more
+/// than one, and sparser messages, sleep after one yield as before:
+/// yielding at every dry queue cut W=64 from ~780,000 to ~640,000/s (its
+/// batches shrank to a message or two), and yielding for messages 50-100
+/// µs apart, which it did not catch, paced 12,000/s from a p50 of 35-39 to
+/// 62 µs with 45 % more CPU.
 const SPIN: Duration = Duration::from_micros(50);
-const SPIN_GAP: Duration = Duration::from_micros(100);
 
 /// How sessions behave; see [`crate::broker::Config`] for the meanings.
 #[derive(Debug, Clone, Copy)]
@@ -573,7 +575,7 @@ impl Endpoint {
             // W=1 from ~134,000 to ~413,000 (README, Performance). For up to
             // SPIN when messages come one at a time close behind each other
             // (see SPIN).
-            let spin = if state.last_taken <= 1 && state.last_dry <= SPIN_GAP {
+            let spin = if state.last_taken <= 1 && state.last_dry <= SPIN {
                 SPIN
             } else {
                 Duration::ZERO
