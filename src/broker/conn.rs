@@ -184,6 +184,9 @@ impl server::Handler for Handler<'_> {
     }
 
     fn idle(&mut self) {
+        // Before the burst's answers go out: a sleeping subscriber's
+        // messages first (its thread is woken after the answers).
+        Registry::lend(&lock(&self.wakes));
         self.flush_counts();
         self.activity.idle();
     }

@@ -33,6 +33,18 @@ impl Registry {
         }
     }
 
+    /// Writes on the parked connections of the endpoints in `wakes` what
+    /// the burst queued for them, where their threads have slept long
+    /// enough ([`Endpoint::lend`]); the wake-ups stay for
+    /// [`Registry::wake`].
+    pub(crate) fn lend(wakes: &Wakes) {
+        for wake in wakes {
+            if let Wake::Endpoint(endpoint) = wake {
+                endpoint.lend();
+            }
+        }
+    }
+
     /// Opens a streaming subscription of `peer` to `pattern`. With
     /// `retained`, the retained messages of the topics it matches are
     /// queued first. Returns the stream and the last stored message routed
