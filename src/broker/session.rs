@@ -278,7 +278,11 @@ impl Endpoint {
     pub(crate) fn lend(&self) {
         let state = self.lock();
         if state.wake_owed && state.sender_waiting {
-            drop(self.lend_locked(state));
+            let mut state = self.lend_locked(state);
+            // Owed again: a thread that woke while its connection was out
+            // took the wake-up, and may be back asleep with the write to
+            // answer.
+            state.wake_owed |= state.sender_waiting;
         }
     }
 
