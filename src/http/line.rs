@@ -103,9 +103,9 @@ impl Lines for InMemory<'_> {
         // One pass for the usual line, whose only CR is the one before its LF;
         // any other line is looked at again.
         let first = first_cr_or_lf(window);
-        let (lf, clean) = match first.map(|i| (i, window.get(i..i + 2))) {
-            Some((i, Some([b'\r', b'\n']))) => (Some(i + 1), true),
-            Some((i, Some([b'\n', ..]))) => (Some(i), true),
+        let (lf, clean) = match first {
+            Some(i) if window.get(i) == Some(&b'\n') => (Some(i), true),
+            Some(i) if window.get(i + 1) == Some(&b'\n') => (Some(i + 1), true),
             _ => (window.iter().position(|&b| b == b'\n'), false),
         };
         let Some(lf) = lf else {
